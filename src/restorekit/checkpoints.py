@@ -1,0 +1,178 @@
+"""restorekit's checkpoint format: safetensors weights with JSON metadata in the file's header.
+
+The metadata names the architecture and its arguments, so ``load(path)`` rebuilds the model without
+being told what it is. Files are written atomically (temporary name, fsync, rename): an interrupted
+save leaves the previous file intact. Nothing here unpickles: loading never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import RestoreKitError
+
+FORMAT_VERSION = "1"
+META_KEY = "restorekit"
+
+
+def atomic_write(path: str | Path, write: Any, *, overwrite: bool = True, suffix: str | None = None) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    The temporary file keeps ``path``'s extension (some writers pick the format from it) and is removed
+    if ``write`` fails, so the destination is either untouched or complete.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RestoreKitError(f"{path}: exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix), dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
+    return atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"), overwrite=overwrite)
+
+
+def _canonical_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Drop keys whose tensor shares storage with an earlier key (tied weights); return the alias map."""
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    kept: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for key, tensor in state.items():
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and ident in seen:
+            aliases[key] = seen[ident]
+            continue
+        seen[ident] = key
+        kept[key] = tensor.detach().cpu().contiguous()
+    return kept, aliases
+
+
+def save_checkpoint(
+    path: str | Path,
+    model_or_state: nn.Module | dict[str, torch.Tensor],
+    *,
+    arch: str | None = None,
+    args: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write weights + metadata. ``arch``/``args`` default to the model's registry info."""
+    info = getattr(model_or_state, "info", None)
+    if arch is None and info is not None:
+        arch, args = info.name, dict(info.args) if args is None else args
+    if arch is None:
+        raise ValueError("save_checkpoint needs arch= for a model that was not built by create_model")
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else dict(model_or_state)
+    tensors, aliases = _canonical_state_dict(state)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "args": args or {},
+        "aliases": aliases,
+        **(metadata or {}),
+    }
+    header = {META_KEY: json.dumps(meta, sort_keys=True, default=str)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=overwrite)
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return (state_dict with aliases restored, metadata) of a restorekit checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise RestoreKitError(f"{path}: no such checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RestoreKitError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if META_KEY not in header:
+        raise RestoreKitError(
+            f"{path}: safetensors file without restorekit metadata; convert it with `restorekit convert`"
+        )
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as exc:
+        raise RestoreKitError(f"{path}: corrupted metadata ({exc})") from None
+    for alias, target in meta.get("aliases", {}).items():
+        if target not in tensors:
+            raise RestoreKitError(f"{path}: alias {alias} points to missing key {target}")
+        tensors[alias] = tensors[target]
+    return tensors, meta
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
+    """Raise a RestoreKitError naming missing, unexpected and mis-shaped keys, if any."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if keys:
+            problems.append(f"{label} {len(keys)}: {_abbrev(keys)}")
+    if problems:
+        arch = getattr(getattr(model, "info", None), "name", type(model).__name__)
+        raise RestoreKitError(f"{source} does not fit {arch}: " + "; ".join(problems))
+
+
+def _abbrev(keys: Iterable[str], n: int = 4) -> str:
+    keys = list(keys)
+    head = ", ".join(keys[:n])
+    return head + (f", … (+{len(keys) - n})" if len(keys) > n else "")
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
+    check_state_dict(model, state, source=source)
+    model.load_state_dict(state, strict=True)
+
+
+def load(path: str | Path, *, map_location: str | torch.device = "cpu", **override_args: Any) -> nn.Module:
+    """Rebuild the architecture named in the checkpoint and load its weights strictly, in eval mode."""
+    from .models import create_model
+
+    state, meta = read_checkpoint(path)
+    args = {**meta.get("args", {}), **override_args}
+    model = create_model(meta["arch"], **args)
+    load_state_dict_strict(model, state, source=str(path))
+    model.checkpoint_meta = meta  # type: ignore[assignment]
+    return model.to(map_location).eval()
+
+
+def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata alone, without reading the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise RestoreKitError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if META_KEY not in header:
+        raise RestoreKitError(f"{path}: safetensors file without restorekit metadata")
+    return json.loads(header[META_KEY])

@@ -1,0 +1,138 @@
+"""Converters from official checkpoint formats to restorekit's own.
+
+Each foreign format lives in its own module and registers a function that recognises its layout and
+returns a :class:`Converted` (or ``None`` when the layout is not its own). ``.pth`` files are read with
+``weights_only=True`` and MATLAB files as data: converting never executes code from the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import RestoreKitError
+
+
+@dataclass
+class Converted:
+    arch: str
+    args: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    source_format: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+PthConverter = Callable[[dict[str, torch.Tensor], Path], "Converted | None"]
+MatConverter = Callable[[Any, Path], "Converted | None"]
+
+_PTH: list[tuple[str, PthConverter]] = []
+_MAT: list[tuple[str, MatConverter]] = []
+
+
+def register_pth_converter(name: str) -> Callable[[PthConverter], PthConverter]:
+    def deco(fn: PthConverter) -> PthConverter:
+        _PTH.append((name, fn))
+        return fn
+
+    return deco
+
+
+def register_mat_converter(name: str) -> Callable[[MatConverter], MatConverter]:
+    def deco(fn: MatConverter) -> MatConverter:
+        _MAT.append((name, fn))
+        return fn
+
+    return deco
+
+
+def _load_formats() -> None:
+    from . import _formats  # noqa: F401
+
+
+_WRAPPER_KEYS = ("state_dict", "params", "params_ema", "model", "net", "model_state_dict")
+
+
+def read_pth(path: Path) -> dict[str, torch.Tensor]:
+    """Load a ``.pth`` state dict without executing code; unwrap training wrappers and ``module.``."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RestoreKitError(
+            f"{path}: refused, loading it would execute code from the file (pickled objects beyond tensors): {first}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise RestoreKitError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not obj:
+        raise RestoreKitError(f"{path}: no state dict of tensors found in the file")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def convert_file(path: str | Path, *, fmt: str | None = None) -> Converted:
+    """Detect the format and architecture of an official checkpoint and convert it."""
+    _load_formats()
+    path = Path(path)
+    if not path.is_file():
+        raise RestoreKitError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        candidates, obj = _MAT, _open_mat(path)
+    elif suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        candidates, obj = _PTH, read_pth(path)
+    else:
+        raise RestoreKitError(f"{path}: unknown checkpoint type {suffix!r} (expected .mat, .pth, .pt)")
+    tried = []
+    for name, fn in candidates:
+        if fmt is not None and name != fmt:
+            continue
+        tried.append(name)
+        result = fn(obj, path)
+        if result is not None:
+            return result
+    if fmt is not None and not tried:
+        names = sorted({n for n, _ in _PTH + _MAT})
+        raise RestoreKitError(f"unknown format {fmt!r}; known: {', '.join(names)}")
+    keys = list(obj.keys())[:6] if isinstance(obj, dict) else []
+    raise RestoreKitError(
+        f"{path}: layout not recognised by any converter ({', '.join(tried)})"
+        + (f"; first keys: {', '.join(keys)}" if keys else "")
+    )
+
+
+def _open_mat(path: Path) -> Any:
+    import h5py
+
+    try:
+        return h5py.File(str(path), "r")
+    except OSError:
+        raise RestoreKitError(
+            f"{path}: not a MATLAB v7.3 (HDF5) file; re-save it in MATLAB with save(..., '-v7.3')"
+        ) from None
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, *, fmt: str | None = None, overwrite: bool = False) -> Converted:
+    """Convert ``src`` and write it in restorekit's format to ``dst``, loading it strictly first."""
+    from ..checkpoints import load_state_dict_strict, save_checkpoint
+    from ..models import create_model
+
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise RestoreKitError(f"{dst}: exists; pass --overwrite to replace it")
+    conv = convert_file(src, fmt=fmt)
+    model = create_model(conv.arch, **conv.args)
+    load_state_dict_strict(model, conv.state_dict, source=str(src))
+    meta = {"source": {"file": Path(src).name, "format": conv.source_format, **conv.notes}}
+    save_checkpoint(dst, model, arch=conv.arch, args=conv.args, metadata=meta, overwrite=overwrite)
+    return conv

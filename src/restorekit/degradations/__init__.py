@@ -1,0 +1,1 @@
+"""Degradation synthesis: pure, seeded functions that turn clean images into degraded ones."""

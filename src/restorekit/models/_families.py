@@ -1,0 +1,3 @@
+"""Imports every model family so that its variants register. Add a family here once."""
+
+from . import dncnn, durn, ipt, mprnet, xdncnn  # noqa: F401

@@ -1,0 +1,124 @@
+"""Model registry in the spirit of timm: each variant is a small typed factory registered with its metadata."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import RestoreKitError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the inference path, the CLI and the checkpoints need to know about a variant.
+
+    ``input_range`` is the value of white (1.0 or 255.0); ``size_multiple`` the size the model's
+    height and width must divide by (the inference path pads); ``output_index`` picks the final image
+    of a multi-output model; ``tasks`` names the tasks a multi-task model takes as ``forward(x, task=…)``,
+    ``scales`` their up-scaling factors.
+    """
+
+    name: str
+    family: str
+    task: str
+    channels: int
+    params: int | None = None
+    input_range: float = 1.0
+    size_multiple: int = 1
+    color_order: str = "rgb"
+    scale: int = 1
+    output_index: int | None = None
+    tasks: tuple[str, ...] = ()
+    scales: tuple[int, ...] = ()
+    paper: str = ""
+    description: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., nn.Module]
+    info: ModelInfo
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    task: str,
+    channels: int,
+    params: int | None = None,
+    **meta: Any,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``factory`` under ``name``; ``params`` is the reference implementation's count of its
+    default construction."""
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        info = ModelInfo(name=name, family=family, task=task, channels=channels, params=params, **meta)
+        _REGISTRY[name] = _Entry(factory, info)
+        return factory
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    # Importing the families registers them; done on first use so that importing restorekit is cheap.
+    from . import _families  # noqa: F401
+
+
+def _entry(name: str) -> _Entry:
+    _ensure_loaded()
+    key = name.lower()
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `restorekit models` lists them"
+        raise RestoreKitError(f"unknown model {name!r}{hint}")
+    return _REGISTRY[key]
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Names of the registered variants, sorted, filtered by a shell pattern and/or task."""
+    import fnmatch
+
+    _ensure_loaded()
+    return sorted(
+        n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.info.task == task)
+    )
+
+
+def model_info(name: str, **kwargs: Any) -> ModelInfo:
+    """Metadata of a variant as it would be built with ``kwargs`` (e.g. ``channels=3``)."""
+    entry = _entry(name)
+    sig = inspect.signature(entry.factory)
+    unknown = [k for k in kwargs if k not in sig.parameters]
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        valid = ", ".join(p for p in sig.parameters) or "none"
+        raise RestoreKitError(f"model {name!r} takes no argument {', '.join(unknown)} (valid: {valid})")
+    info = entry.info
+    updates: dict[str, Any] = {"args": dict(kwargs)}
+    for key in ("channels", "scale"):
+        if key in kwargs:
+            updates[key] = kwargs[key]
+    return replace(info, **updates)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered variant (architecture only, initialised weights); ``model.info`` holds its metadata."""
+    info = model_info(name, **kwargs)
+    model = _entry(name).factory(**kwargs)
+    model.info = info  # type: ignore[assignment]
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters and BatchNorm-free buffers excluded: what the papers and reference code count."""
+    return sum(p.numel() for p in model.parameters())
