@@ -1,0 +1,146 @@
+"""DnCNN's official layouts: real files from ../shared where present, synthetic files of the same
+layout always (so the converters are tested on a fresh machine too)."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import restorekit as rk
+from restorekit.convert import convert_checkpoint, convert_file
+from restorekit.errors import RestoreKitError
+
+from conftest import shared_path
+
+
+def _write_matconvnet(path, convs):
+    """A MATLAB v7.3 file shaped like the MatConvNet release: net.layers = {conv, relu, …, conv}."""
+    with h5py.File(path, "w") as f:
+        refs_group = f.create_group("#refs#")
+        layer_refs = []
+        n = 0
+
+        def text(group, name, s):
+            group.create_dataset(name, data=np.array([[ord(c)] for c in s], dtype=np.uint16))
+
+        for i, (w, b) in enumerate(convs):
+            for kind in ("conv", "relu") if i < len(convs) - 1 else ("conv",):
+                g = refs_group.create_group(f"l{n}")
+                n += 1
+                text(g, "type", kind)
+                if kind == "conv":
+                    # h5py shows MATLAB's H×W×Cin×Cout as Cout×Cin×W×H, and drops a trailing Cout of 1
+                    wm = w.permute(0, 1, 3, 2).numpy()
+                    if wm.shape[0] == 1:
+                        wm = wm[0]
+                    wd = refs_group.create_dataset(f"w{n}", data=wm)
+                    bd = refs_group.create_dataset(f"b{n}", data=b.numpy()[None, :])
+                    wr = g.create_dataset("weights", (2, 1), dtype=h5py.ref_dtype)
+                    wr[0, 0], wr[1, 0] = wd.ref, bd.ref
+                layer_refs.append(g.ref)
+        net = f.create_group("net")
+        ds = net.create_dataset("layers", (len(layer_refs), 1), dtype=h5py.ref_dtype)
+        for i, r in enumerate(layer_refs):
+            ds[i, 0] = r
+
+
+def _random_folded(name, **kw):
+    torch.manual_seed(1)
+    model = rk.create_model(name, **kw).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model
+
+
+@pytest.mark.parametrize("name,fname", [("dncnn-s-folded", "sigma=25.mat"), ("dncnn-b-folded", "GD_Gray_Blind.mat"),
+                                        ("cdncnn-b-folded", "GD_Color_Blind.mat"), ("dncnn3-folded", "DnCNN3.mat")])
+def test_synthetic_matconvnet(tmp_path, name, fname):
+    model = _random_folded(name)
+    convs = [(m.weight.detach(), m.bias.detach()) for m in model.body if isinstance(m, torch.nn.Conv2d)]
+    path = tmp_path / fname
+    _write_matconvnet(path, convs)
+    conv = convert_file(path)
+    assert conv.arch == name
+    out = rk.create_model(conv.arch, **conv.args).eval()
+    out.load_state_dict(conv.state_dict, strict=True)
+    x = torch.rand(1, model.info.channels, 19, 23)
+    assert torch.equal(out(x), model(x))
+
+
+def test_synthetic_saoyan_and_kair(tmp_path):
+    bn = rk.create_model("dncnn-s").eval()
+    sd = {"module.dncnn." + k[len("body."):]: v for k, v in bn.state_dict().items() if "num_batches" not in k}
+    torch.save(sd, tmp_path / "net.pth")
+    conv = convert_file(tmp_path / "net.pth")
+    assert conv.arch == "dncnn-s"
+    folded = _random_folded("dncnn-s-folded")
+    torch.save({"model." + k[len("body."):]: v for k, v in folded.state_dict().items()}, tmp_path / "k.pth")
+    conv = convert_file(tmp_path / "k.pth")
+    assert conv.arch == "dncnn-s-folded"
+    loaded = rk.create_model(conv.arch).eval()
+    loaded.load_state_dict(conv.state_dict)
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(loaded(x), folded(x))
+
+
+def test_unrecognised_layout(tmp_path):
+    torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "x.pth")
+    with pytest.raises(RestoreKitError, match="not recognised"):
+        convert_file(tmp_path / "x.pth")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(RestoreKitError, match="unknown checkpoint type"):
+        convert_file(tmp_path / "x.txt")
+    (tmp_path / "old.mat").write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 200)
+    with pytest.raises(RestoreKitError, match="v7.3"):
+        convert_file(tmp_path / "old.mat")
+
+
+def test_convert_refuses_existing_destination(tmp_path):
+    folded = _random_folded("dncnn-s-folded")
+    torch.save({"model." + k[len("body."):]: v for k, v in folded.state_dict().items()}, tmp_path / "k.pth")
+    dst = tmp_path / "out.safetensors"
+    convert_checkpoint(tmp_path / "k.pth", dst)
+    assert rk.load(dst).info.name == "dncnn-s-folded"
+    with pytest.raises(RestoreKitError, match="--overwrite"):
+        convert_checkpoint(tmp_path / "k.pth", dst)
+
+
+# --- the real official files -------------------------------------------------------------------
+
+REAL = [
+    ("dncnn-matconvnet/sigma=15.mat", "dncnn-s-folded", 555_137),
+    ("dncnn-matconvnet/sigma=25.mat", "dncnn-s-folded", 555_137),
+    ("dncnn-matconvnet/sigma=50.mat", "dncnn-s-folded", 555_137),
+    ("dncnn-matconvnet/GD_Gray_Blind.mat", "dncnn-b-folded", 665_921),
+    ("dncnn-matconvnet/GD_Color_Blind.mat", "cdncnn-b-folded", 668_227),
+    ("dncnn-matconvnet/DnCNN3.mat", "dncnn3-folded", 665_921),
+    ("dncnn-saoyan/DnCNN-S-25/net.pth", "dncnn-s", 556_032),
+    ("dncnn-saoyan/DnCNN-B/net.pth", "dncnn-b", 667_008),
+    ("dncnn-kair/dncnn_25.pth", "dncnn-s-folded", 555_137),
+]
+
+
+@pytest.mark.parametrize("rel,arch,params", REAL)
+def test_real_official_files(tmp_path, rel, arch, params):
+    src = shared_path("weights", *rel.split("/"))
+    dst = tmp_path / "w.safetensors"
+    conv = convert_checkpoint(src, dst)
+    assert conv.arch == arch
+    model = rk.load(dst)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert rk.load(dst).checkpoint_meta["source"]["file"] == src.name
+
+
+def test_three_formats_agree():
+    mat = shared_path("weights", "dncnn-matconvnet", "sigma=25.mat")
+    kair = shared_path("weights", "dncnn-kair", "dncnn_25.pth")
+    saoyan = shared_path("weights", "dncnn-saoyan", "DnCNN-S-25", "net.pth")
+    from restorekit.pretrained import load_weights
+
+    img = torch.rand(1, 1, 64, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = load_weights(mat)(img), load_weights(kair)(img)
+        assert (a - b).abs().max() < 1e-5
+        c = load_weights(saoyan)(img)  # a different training run: same layout, different weights
+        assert c.shape == a.shape

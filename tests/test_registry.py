@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+import restorekit as rk
+from restorekit.errors import RestoreKitError
+from restorekit.models import count_parameters, model_info
+
+HEAVY = {"ipt-sr-x2", "ipt-sr-x3", "ipt-sr-x4", "ipt-denoise", "ipt-derain", "ipt-pretrain"}
+
+
+@pytest.mark.parametrize("name", [n for n in rk.list_models() if n not in HEAVY])
+def test_reference_parameter_counts(name):
+    info = model_info(name)
+    model = rk.create_model(name)
+    if info.params is not None:
+        assert count_parameters(model) == info.params
+    assert model.info.name == name
+
+
+@pytest.mark.parametrize("name,count", [
+    ("dncnn-s", 556_032), ("dncnn-s-folded", 555_137), ("dncnn-b-folded", 665_921),
+    ("cdncnn-b-folded", 668_227), ("dncnn-color", 559_363),
+])
+def test_dncnn_counts_from_the_issue(name, count):
+    assert count_parameters(rk.create_model(name)) == count
+
+
+def test_channels_argument_updates_metadata():
+    model = rk.create_model("dncnn-s", channels=3)
+    assert model.info.channels == 3 and model.info.args == {"channels": 3}
+    assert model(torch.rand(1, 3, 20, 24)).shape == (1, 3, 20, 24)
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(RestoreKitError, match="did you mean.*dncnn-s"):
+        rk.create_model("dncnn-z")
+
+
+def test_unknown_argument_lists_valid_ones():
+    with pytest.raises(RestoreKitError, match="valid: channels"):
+        rk.create_model("dncnn-s", depth=3)
+
+
+def test_list_models_filters():
+    assert "dncnn-b" in rk.list_models("dncnn*")
+    assert all(model_info(n).task == "derain" for n in rk.list_models(task="derain"))
+    assert rk.list_models(task="derain")
+
+
+def test_dncnn_predicts_noise():
+    model = rk.create_model("dncnn-s-folded").eval()
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.allclose(model(x), x - model.noise(x))
+
+
+def test_fold_batchnorm_keeps_outputs():
+    from restorekit.models.fold import fold_dncnn
+
+    torch.manual_seed(0)
+    model = rk.create_model("dncnn-s")
+    with torch.no_grad():  # non-trivial BN statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    model.eval()
+    folded = fold_dncnn(model)
+    assert folded.info.name == "dncnn-s-folded"
+    assert count_parameters(folded) == 555_137
+    x = torch.rand(2, 1, 24, 20)
+    assert (model(x) - folded(x)).abs().max() < 1e-5
