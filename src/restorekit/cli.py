@@ -1,0 +1,289 @@
+"""The ``restorekit`` command: argument parsing and printing only; the work happens in the modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import RestoreKitError
+
+EXAMPLES = {
+    "models": """examples:
+  restorekit models
+  restorekit models --task derain
+  restorekit models --json > models.json""",
+    "restore": """examples:
+  restorekit restore photo.jpg -o photo-clean.png             # built-in default denoiser
+  restorekit restore scans/ -o out/ --recursive --tile 512
+  restorekit restore noisy.png -o out/ --weights sigma=25.mat  # official weights, converted in memory
+  restorekit restore rainy.png -o out/ --weights mprnet-derain.safetensors --precision bf16""",
+    "eval": """examples:
+  restorekit eval --weights ../shared/weights/dncnn-matconvnet/sigma=25.mat --data BSD68 --sigma 25
+  restorekit eval --weights model.safetensors --data Set12 --sigma 50 --out results.json
+  restorekit eval --weights durn-p-real.safetensors --data PolyU --protocol durn-rgb""",
+    "convert": """examples:
+  restorekit convert ../shared/weights/dncnn-matconvnet/sigma=25.mat dncnn-s25.safetensors
+  restorekit convert net.pth dncnn-s.safetensors
+  restorekit convert model_best.pth mprnet-derain.safetensors --format mprnet""",
+    "info": """examples:
+  restorekit info dncnn-s25.safetensors""",
+    "train": """examples:
+  restorekit train --recipe dncnn-s-25
+  restorekit train my.yaml --set train.batch_size=64 --set optim.lr=5e-4
+  restorekit train --resume runs/dncnn-s-25
+  torchrun --nproc_per_node 2 -m restorekit train --recipe dncnn-b""",
+    "bench": """examples:
+  restorekit bench --models dncnn-s --size 512 512
+  restorekit bench --json bench.json""",
+    "export": """examples:
+  restorekit export dncnn-s-folded --weights dncnn-s25.safetensors --format onnx -o dncnn.onnx
+  restorekit export --weights mprnet-derain.safetensors --format torchscript -o mprnet.pt""",
+    "recipes": """examples:
+  restorekit recipes""",
+}
+
+
+def _add_inference_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inference")
+    g.add_argument("--tile", type=int, help="process in tiles of this size (bounded memory for large images)")
+    g.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the model's receptive field)")
+    g.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    g.add_argument("--ensemble", action="store_true", help="x8 flip/rotation self-ensemble")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--task", help="task of a multi-task model (e.g. sr-x2 for IPT)")
+
+
+def _inference_options(args: argparse.Namespace) -> Any:
+    from .inference import InferenceOptions
+
+    return InferenceOptions(tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch, ensemble=args.ensemble,
+                            precision=args.precision, channels_last=args.channels_last, device=args.device,
+                            task=args.task)
+
+
+def _add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument("--model", help="registered architecture name (optional when the weights name it)")
+    p.add_argument("--weights", required=required,
+                   help="restorekit .safetensors, an official checkpoint (.mat/.pth, converted in memory) or a built-in name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="restorekit",
+        description="Deep-learning image restoration: denoising, deblurring, deraining, dehazing, super-resolution.",
+        epilog="Run `restorekit COMMAND --help` for a command's options and examples.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"restorekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("models", "list the registered models with their metadata", cmd_models)
+    p.add_argument("--task", help="only models for this task")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("restore", "restore images (files, folders or glob patterns)", cmd_restore)
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    _add_model_args(p)
+    p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale (informational for blind models)")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (continue a batch)")
+    p.add_argument("--bit-depth", type=int, choices=[8, 16], help="output bit depth (default: the input's)")
+    _add_inference_args(p)
+
+    p = add("eval", "evaluate a model on a test set (PSNR/SSIM per image and mean)", cmd_eval)
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="folder, or a named set: Set12, BSD68, CBSD68, Kodak24, McMaster, PolyU, CC15, …")
+    p.add_argument("--sigma", type=float, help="add Gaussian noise of this level (0-255 scale) to clean images")
+    p.add_argument("--protocol", help="metric convention (default: the model task's); see restorekit.metrics.PROTOCOLS")
+    p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before measuring")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the noise (per image, from its name)")
+    p.add_argument("--repeats", type=int, default=1, help="noise draws per image, metrics averaged")
+    p.add_argument("--clip-noise", action="store_true", help="clip the noisy image to [0, 1]")
+    p.add_argument("--out", help="write results to .json or .csv")
+    p.add_argument("--overwrite", action="store_true")
+    _add_inference_args(p)
+
+    p = add("convert", "convert an official checkpoint (.mat, .pth) to restorekit's format", cmd_convert)
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--format", dest="fmt", help="force a converter (default: detected)")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add("info", "print a checkpoint's metadata", cmd_info)
+    p.add_argument("checkpoint")
+
+    p = add("train", "train a model from a YAML config or a shipped recipe", cmd_train)
+    p.add_argument("config", nargs="?", help="YAML config file")
+    p.add_argument("--recipe", help="a shipped recipe name (see `restorekit recipes`) or a path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--allow-config-change", action="store_true", help="resume even if the config differs")
+
+    add("recipes", "list the shipped training recipes", cmd_recipes)
+
+    p = add("bench", "measure inference speed, FLOP/s against this machine's peak, and memory", cmd_bench)
+    p.add_argument("--models", nargs="*", help="models to measure (default: a representative set)")
+    p.add_argument("--size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+
+    p = add("export", "export a model to ONNX or TorchScript, checked against PyTorch", cmd_export)
+    p.add_argument("model", nargs="?", help="architecture name (optional when the weights name it)")
+    p.add_argument("--weights")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--image", help="real image to compare the exported model with PyTorch on")
+    p.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models, model_info
+
+    rows = []
+    for name in list_models(task=args.task):
+        info = model_info(name)
+        rows.append({"name": name, "task": info.task, "channels": info.channels, "params": info.params,
+                     "input_range": info.input_range, "size_multiple": info.size_multiple, "scale": info.scale,
+                     "description": info.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<18} {'task':<12} {'ch':>2} {'params':>12} {'range':>6} {'mult':>4}  description")
+    for r in rows:
+        params = f"{r['params']:,}" if r["params"] else "-"
+        print(f"{r['name']:<18} {r['task']:<12} {r['channels']:>2} {params:>12} {r['input_range']:>6g} {r['size_multiple']:>4}  {r['description']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .restore_files import plan_outputs, restore_files
+
+    options = _inference_options(args)
+    jobs = plan_outputs(args.inputs, args.output, recursive=args.recursive, overwrite=args.overwrite,
+                        skip_existing=args.skip_existing)
+    report = restore_files(jobs, model=args.model, weights=args.weights, options=options, bit_depth=args.bit_depth,
+                           overwrite=args.overwrite)
+    print(report.summary())
+    return 0 if not report.failed else 1
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import EvalSettings, default_protocol, evaluate, format_table
+    from .pretrained import resolve_model
+
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise RestoreKitError(f"{args.out}: exists; pass --overwrite to replace it")
+    if args.sigma is not None and not 0 <= args.sigma <= 255:
+        raise RestoreKitError(f"--sigma {args.sigma} is outside 0..255")
+    model = resolve_model(args.model, args.weights, channels=None if args.weights or args.model else 1)
+    settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
+                            clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info.task),
+                            crop_border=args.crop_border, model=model.info.name, weights=str(args.weights or ""),
+                            inference={"tile": args.tile, "ensemble": args.ensemble, "precision": args.precision})
+    result = evaluate(model, settings, _inference_options(args))
+    print(format_table(result))
+    if args.out:
+        print(f"wrote {result.write(args.out, overwrite=args.overwrite)}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+
+    conv = convert_checkpoint(args.src, args.dst, fmt=args.fmt, overwrite=args.overwrite)
+    n = sum(v.numel() for v in conv.state_dict.values() if v.is_floating_point())
+    print(f"{args.src}: {conv.source_format} -> {conv.arch} {conv.args or ''} ({n:,} values) -> {args.dst}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoints import checkpoint_metadata
+
+    print(json.dumps(checkpoint_metadata(args.checkpoint), indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    if not (args.config or args.recipe or args.resume):
+        raise RestoreKitError("give a CONFIG.yaml, --recipe NAME or --resume RUN_DIR")
+    run_dir = train(args.config, recipe=args.recipe, overrides=args.overrides, resume=args.resume,
+                    allow_config_change=args.allow_config_change)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes import describe_recipes
+
+    print(describe_recipes())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_table, run_bench
+
+    rows = run_bench(args.models or None, size=tuple(args.size), device=args.device)
+    print(format_table(rows))
+    if args.json:
+        from .checkpoints import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+    from .io import image_to_tensor, read_image
+    from .pretrained import resolve_model
+
+    if Path(args.output).exists() and not args.overwrite:
+        raise RestoreKitError(f"{args.output}: exists; pass --overwrite to replace it")
+    if args.weights is None:
+        from .models import create_model
+
+        if not args.model:
+            raise RestoreKitError("give a model name or --weights")
+        model = create_model(args.model)
+        warnings.warn(f"exporting {args.model} with untrained weights (no --weights given)")
+    else:
+        model = resolve_model(args.model, args.weights)
+    example = image_to_tensor(read_image(args.image, channels=model.info.channels).pixels) if args.image else None
+    result = export_model(model, args.output, format=args.format, example=example)
+    print(f"exported {model.info.name} to {result['path']} ({args.format}); max abs difference vs PyTorch: {result['max_abs_diff']:.3g}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        return args.func(args)
+    except RestoreKitError as exc:
+        print(f"restorekit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"restorekit {args.command}: interrupted", file=sys.stderr)
+        return 130

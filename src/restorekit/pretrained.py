@@ -1,0 +1,80 @@
+"""Where weights come from: restorekit checkpoints, official files converted in memory, built-in defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .errors import RestoreKitError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+# Built-in default models shipped inside the package: name -> file in WEIGHTS_DIR.
+BUILTIN = {
+    "default-gray": "default-gray.safetensors",
+    "default-color": "default-color.safetensors",
+}
+
+
+def builtin_path(name: str) -> Path:
+    if name not in BUILTIN:
+        raise RestoreKitError(f"no built-in weights named {name!r} (built-in: {', '.join(BUILTIN)})")
+    path = WEIGHTS_DIR / BUILTIN[name]
+    if not path.is_file():
+        raise RestoreKitError(f"built-in weights {name!r} are not installed ({path} missing)")
+    return path
+
+
+def available_builtins() -> list[str]:
+    return [n for n, f in BUILTIN.items() if (WEIGHTS_DIR / f).is_file()]
+
+
+def default_for_channels(channels: int) -> str:
+    return "default-gray" if channels == 1 else "default-color"
+
+
+def load_weights(weights: str | Path, model: str | None = None) -> nn.Module:
+    """A model with weights from a restorekit checkpoint, an official checkpoint (converted in memory)
+    or a built-in name. ``model`` names the architecture where the file does not say it."""
+    from .checkpoints import load, load_state_dict_strict
+    from .convert import convert_file
+    from .models import create_model
+
+    if str(weights) in BUILTIN:
+        weights = builtin_path(str(weights))
+    path = Path(weights)
+    if not path.is_file():
+        raise RestoreKitError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors":
+        net = load(path)
+        if model is not None and net.info.name != model:
+            raise RestoreKitError(f"{path} holds {net.info.name}, not {model}")
+        return net
+    conv = convert_file(path)
+    arch = conv.arch if model is None else model
+    net = create_model(arch, **conv.args)
+    load_state_dict_strict(net, conv.state_dict, source=str(path))
+    net.checkpoint_meta = {"arch": arch, "args": conv.args, "source": {"file": path.name, "format": conv.source_format}}
+    return net.eval()
+
+
+def resolve_model(model: str | nn.Module | None = None, weights: str | Path | None = None, *,
+                  channels: int | None = None) -> nn.Module:
+    """The model to run: an nn.Module as given; weights (with an optional architecture name); a
+    registered name with built-in weights; or the built-in default for the image's channel count."""
+    from .checkpoints import load
+
+    if isinstance(model, nn.Module):
+        return model.eval()
+    if weights is not None:
+        return load_weights(weights, model)
+    if model is None:
+        name = default_for_channels(channels or 3)
+        return load(builtin_path(name))
+    if model in BUILTIN:
+        return load(builtin_path(model))
+    from .models import model_info
+
+    model_info(model)  # unknown names fail here with suggestions
+    raise RestoreKitError(f"model {model!r} has no built-in weights; pass --weights FILE (a restorekit or official checkpoint)")

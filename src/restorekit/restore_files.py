@@ -1,0 +1,142 @@
+"""Batch restoration of files: outputs planned (and refused) before any work, reading, inference and
+writing overlapped, one bad file reported without stopping the batch."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import RestoreKitError
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass
+class BatchReport:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"{path}: {why}" for path, why in self.failed]
+        rate = len(self.done) / self.seconds if self.seconds else 0.0
+        lines.append(f"restored {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)} "
+                     f"in {self.seconds:.1f} s ({rate:.2f} images/s)")
+        return "\n".join(lines)
+
+
+def plan_outputs(inputs: list[str], output: str | Path, *, recursive: bool = False, overwrite: bool = False,
+                 skip_existing: bool = False) -> list[Job]:
+    """Map inputs to output paths (same names), refusing existing outputs unless told otherwise."""
+    from .io import WRITE_EXTENSIONS, list_images
+
+    output = Path(output)
+    files = list_images(inputs, recursive=recursive)
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    if single_file and output.suffix.lower() in WRITE_EXTENSIONS and not output.is_dir():
+        jobs = [Job(files[0], output)]
+    else:
+        if output.exists() and not output.is_dir():
+            raise RestoreKitError(f"{output}: exists and is not a folder; several inputs need an output folder")
+        roots = [Path(i) for i in inputs if Path(i).is_dir()]
+        jobs = [Job(f, output / _relative(f, roots)) for f in files]
+    if output.suffix.lower() in WRITE_EXTENSIONS and not single_file:
+        raise RestoreKitError(f"{output}: several inputs need an output folder, not a file name")
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.dst in seen:
+            raise RestoreKitError(f"{job.src} and {seen[job.dst]} would both be written to {job.dst}")
+        if job.dst.resolve() == job.src.resolve():
+            raise RestoreKitError(f"{job.src}: output would replace the input; choose another output folder")
+        seen[job.dst] = job.src
+    existing = [j.dst for j in jobs if j.dst.exists()]
+    if existing and skip_existing:
+        return jobs
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise RestoreKitError(f"{existing[0]}{more}: exists; pass --overwrite to replace or --skip-existing to continue a batch")
+    return jobs
+
+
+def _relative(path: Path, roots: list[Path]) -> Path:
+    for root in roots:
+        try:
+            return path.relative_to(root)
+        except ValueError:
+            continue
+    return Path(path.name)
+
+
+def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | None = None, options: Any = None,
+                  bit_depth: int | None = None, overwrite: bool = False, progress: bool = True) -> BatchReport:
+    from tqdm import tqdm
+
+    from .api import match_channels
+    from .inference import restore_tensor
+    from .io import image_to_tensor, read_image, tensor_to_image, write_image
+    from .pretrained import resolve_model
+
+    report = BatchReport()
+    todo = [j for j in jobs if overwrite or not j.dst.exists()]
+    report.skipped = [j.src for j in jobs if j not in todo]
+    models: dict[int, nn.Module] = {}
+
+    def model_for(channels: int) -> nn.Module:
+        key = 0 if (model or weights) else channels
+        if key not in models:
+            models[key] = resolve_model(model, weights, channels=channels)
+        return models[key]
+
+    if model or weights:
+        model_for(3)  # a bad model or weights file fails before any image is read
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reads: list[Future] = [pool.submit(read_image, j.src) for j in todo[:2]]
+        writes: list[tuple[Job, Future]] = []
+        for i, job in enumerate(tqdm(todo, desc="restore", unit="img", disable=not progress)):
+            if i + 2 < len(todo):
+                reads.append(pool.submit(read_image, todo[i + 2].src))
+            try:
+                img = reads[i].result()
+                reads[i] = None  # type: ignore[call-overload]
+                net = model_for(img.channels)
+                pixels = match_channels(img.pixels, net.info.channels, name=str(job.src))
+                out = tensor_to_image(restore_tensor(net, image_to_tensor(pixels), options))
+                if img.channels == 1 and out.shape[-1] == 3:
+                    out = out.mean(axis=-1, keepdims=True)
+                depth = bit_depth or img.bit_depth
+                writes.append((job, pool.submit(write_image, job.dst, out, alpha=img.alpha, bit_depth=depth,
+                                                overwrite=overwrite)))
+            except RestoreKitError as exc:
+                report.failed.append((job.src, str(exc)))
+            writes = _collect(writes, report, wait=False)
+        _collect(writes, report, wait=True)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _collect(writes: list[tuple[Job, Future]], report: BatchReport, *, wait: bool) -> list[tuple[Job, Future]]:
+    pending = []
+    for job, fut in writes:
+        if not wait and not fut.done():
+            pending.append((job, fut))
+            continue
+        try:
+            fut.result()
+            report.done.append(job.dst)
+        except RestoreKitError as exc:
+            report.failed.append((job.src, str(exc)))
+        except OSError as exc:
+            report.failed.append((job.src, f"cannot write {job.dst}: {exc.strerror or exc}"))
+    return pending
