@@ -67,7 +67,7 @@ def test_failed_write_leaves_previous_file(tmp_path):
         tmp.write_text("half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(RestoreKitError, match="cannot write: disk full"):
         atomic_write(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

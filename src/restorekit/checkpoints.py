@@ -8,8 +8,6 @@ save leaves the previous file intact. Nothing here unpickles: loading never exec
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,36 +17,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import RestoreKitError
+from .files import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = "1"
 META_KEY = "restorekit"
-
-
-def atomic_write(path: str | Path, write: Any, *, overwrite: bool = True, suffix: str | None = None) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    The temporary file keeps ``path``'s extension (some writers pick the format from it) and is removed
-    if ``write`` fails, so the destination is either untouched or complete.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise RestoreKitError(f"{path}: exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix), dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
-    return atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"), overwrite=overwrite)
 
 
 def _canonical_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -154,12 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import list_models, model_info
+    import torch
+
+    from .models import count_parameters, create_model, list_models, model_info
 
     rows = []
     for name in list_models(task=args.task):
         info = model_info(name)
-        rows.append({"name": name, "task": info.task, "channels": info.channels, "params": info.params,
+        if info.params is None:
+            with torch.device("meta"):  # counts without allocating or initialising weights
+                params = count_parameters(create_model(name))
+        rows.append({"name": name, "task": info.task, "channels": info.channels, "params": info.params or params,
                      "input_range": info.input_range, "size_multiple": info.size_multiple, "scale": info.scale,
                      "description": info.description})
     if args.json:

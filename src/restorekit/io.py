@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import secrets
 import struct
 import sys
 import threading
@@ -25,6 +24,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .errors import RestoreKitError
+from .files import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -697,60 +697,11 @@ def write_image(
 
     if path.exists() and not overwrite:
         raise RestoreKitError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RestoreKitError(f"{path.parent}: cannot create folder: {e.strerror or e}") from None
-    _atomic_write(path, lambda f: _ENCODERS[fmt](f, samples, quality), overwrite)
-    return path
+    def encode(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a named file object: tifffile wants one
+            _ENCODERS[fmt](f, samples, quality)
 
-
-def _atomic_write(path: Path, encode: Callable[[BinaryIO], None], overwrite: bool) -> None:
-    """Encode into a temp file beside ``path`` and move it into place, so readers never see half a file."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}")
-        try:
-            os.close(os.open(tmp, flags, 0o666))  # not mkstemp: its 0600 mode would stick to the result
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise RestoreKitError(f"{path}: cannot write: {e.strerror or e}") from None
-    try:
-        with open(tmp, "wb") as f:  # by name, not fd: tifffile wants a file object with a real name
-            encode(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _move_no_clobber(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, FileExistsError):
-            raise RestoreKitError(f"{path}: cannot write: {e.strerror or e}") from e
-        raise
-    if os.name == "posix":
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-
-
-def _move_no_clobber(tmp: Path, path: Path) -> None:
-    # link() fails if the target exists, closing the race between the exists() check and the move
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise RestoreKitError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it") from None
-    except OSError:  # filesystems without hard links
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
+    return atomic_write(path, encode, overwrite=overwrite)
 
 
 def _quantize(x: np.ndarray, bit_depth: int) -> np.ndarray:
