@@ -42,6 +42,15 @@ EXAMPLES = {
     "export": """examples:
   restorekit export dncnn-s-folded --weights dncnn-s25.safetensors --format onnx -o dncnn.onnx
   restorekit export --weights mprnet-derain.safetensors --format torchscript -o mprnet.pt""",
+    "benchmark": """examples:
+  restorekit benchmark --models ../shared/weights/dncnn-matconvnet/sigma=25.mat default-gray --sets Set12 BSD68 --sigmas 25 --out report/
+  restorekit benchmark --models durn=durn-p-real.safetensors --sets PolyU CC15 --out real-noise/""",
+    "compare": """examples:
+  restorekit compare a.png b.png --ref gt.png -o side-by-side.png
+  restorekit compare noisy.png restored.png -o slider.html""",
+    "report": """examples:
+  restorekit report runs/dncnn-s-25       # training curves and samples
+  restorekit report report/               # redraw a benchmark's report""",
     "recipes": """examples:
   restorekit recipes""",
 }
@@ -142,6 +151,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the rows to this JSON file")
+
+    p = add("benchmark", "evaluate models on standard test sets against the published numbers; HTML/Markdown report",
+            cmd_benchmark)
+    p.add_argument("--models", nargs="*", default=[], metavar="SPEC",
+                   help="weights (.safetensors, official .mat/.pth, or a built-in name), optionally LABEL=WEIGHTS")
+    p.add_argument("--sets", nargs="*", default=[], help="folders or named sets (default: those found)")
+    p.add_argument("--sigmas", nargs="*", type=float, help="noise levels for clean sets (default 15 25 50)")
+    p.add_argument("--out", required=True, help="output folder (results are resumable)")
+    p.add_argument("--protocol", help="metric protocol (default: each model task's)")
+    p.add_argument("--no-resume", action="store_true", help="recompute finished cells")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--clip-noise", action="store_true")
+    p.add_argument("--crop-border", type=int, default=0)
+    _add_inference_args(p)
+
+    p = add("compare", "side-by-side image (or HTML slider) of two images with metrics", cmd_compare)
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--ref", help="ground truth for PSNR/SSIM")
+    p.add_argument("-o", "--output", required=True, help=".png side by side, or .html slider")
+    p.add_argument("--labels", nargs=2)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = add("report", "report of a training run folder or a benchmark folder", cmd_report)
+    p.add_argument("path")
+    p.add_argument("-o", "--output")
 
     p = add("export", "export a model to ONNX or TorchScript, checked against PyTorch", cmd_export)
     p.add_argument("model", nargs="?", help="architecture name (optional when the weights name it)")
@@ -252,6 +288,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .checkpoints import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import format_summary, run_benchmark
+
+    results = run_benchmark(args.models, args.sets, args.sigmas, args.out, protocol=args.protocol,
+                            options=_inference_options(args), resume=not args.no_resume, seed=args.seed,
+                            repeats=args.repeats, clip_noise=args.clip_noise, crop_border=args.crop_border)
+    print(format_summary(results))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report.compare import compare_images
+
+    result = compare_images(args.a, args.b, ref=args.ref, out=args.output,
+                            labels=tuple(args.labels) if args.labels else None, overwrite=args.overwrite)
+    print(result.summary())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_folder
+
+    print(f"wrote {report_folder(args.path, args.output)}")
     return 0
 
 

@@ -134,14 +134,30 @@ def default_protocol(task: str) -> str:
             "derain": "mprnet-derain", "deraindrop": "durn-y", "sr": "ipt"}.get(task, "dncnn")
 
 
+def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int = 0,
+              clip_noise: bool = False) -> tuple[Any, Any]:
+    """(degraded, clean) tensors of one sample: its degraded file, or noise seeded by its name."""
+    from .degradations.noise import add_named_gaussian_noise
+    from .io import image_to_tensor, read_image
+
+    clean = image_to_tensor(read_image(sample.target, channels=channels).pixels)
+    if sample.degraded is not None:
+        degraded = image_to_tensor(read_image(sample.degraded, channels=channels).pixels)
+        if degraded.shape != clean.shape:
+            raise RestoreKitError(f"{sample.degraded}: size {tuple(degraded.shape[-2:])} differs from its target "
+                                  f"{tuple(clean.shape[-2:])}")
+        return degraded, clean
+    if sigma is None:
+        raise RestoreKitError(f"{sample.target}: a clean image needs a noise level (--sigma)")
+    return add_named_gaussian_noise(clean, sigma, sample.name, seed=seed, clip=clip_noise), clean
+
+
 def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = None, *,
                     progress: bool = True) -> Iterator[dict[str, Any]]:
     """Restore each image of the set and yield its metrics as soon as it is measured."""
     from tqdm import tqdm
 
-    from .degradations.noise import add_named_gaussian_noise
     from .inference import InferenceOptions, restore_tensor
-    from .io import image_to_tensor, read_image
     from .metrics import psnr, ssim
 
     options = options or InferenceOptions()
@@ -157,22 +173,17 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
         kw["crop_border"] = settings.crop_border
     bar = tqdm(samples, desc=f"eval {folder.name}", unit="img", disable=not progress, leave=False)
     for sample in bar:
-        clean = image_to_tensor(read_image(sample.target, channels=channels).pixels)
         totals = {"psnr": 0.0, "ssim": 0.0, "input_psnr": 0.0, "input_ssim": 0.0}
-        for r in range(settings.repeats):
-            if sample.degraded is not None:
-                degraded = image_to_tensor(read_image(sample.degraded, channels=channels).pixels)
-                if degraded.shape != clean.shape:
-                    raise RestoreKitError(f"{sample.degraded}: size {tuple(degraded.shape[-2:])} differs from its target {tuple(clean.shape[-2:])}")
-            else:
-                degraded = add_named_gaussian_noise(clean, settings.sigma, sample.name, seed=settings.seed + r,
-                                                    clip=settings.clip_noise)
+        repeats = settings.repeats if sample.degraded is None else 1
+        for r in range(repeats):
+            degraded, clean = load_pair(sample, channels, sigma=settings.sigma, seed=settings.seed + r,
+                                        clip_noise=settings.clip_noise)
             restored = restore_tensor(model, degraded, options)
             totals["psnr"] += float(psnr(restored, clean, **kw)[0])
             totals["ssim"] += float(ssim(restored, clean, **kw)[0])
             totals["input_psnr"] += float(psnr(degraded.clamp(0, 1), clean, **kw)[0])
             totals["input_ssim"] += float(ssim(degraded.clamp(0, 1), clean, **kw)[0])
-        row = {"name": sample.name, **{k: v / settings.repeats for k, v in totals.items()}}
+        row = {"name": sample.name, **{k: v / repeats for k, v in totals.items()}}
         bar.set_postfix(psnr=f"{row['psnr']:.2f}")
         yield row
 

@@ -1,0 +1,613 @@
+"""Benchmark several models over several test sets and noise levels, resumably, and report.
+
+Every finished cell (model × set × σ) is written to ``OUT/cells/<key>.json`` as soon as it is measured;
+the key hashes what determines the numbers (the weights' bytes, the set's files, σ, protocol, seed,
+inference options), so a rerun reuses finished cells and recomputes only what changed or is missing.
+Restored images are not kept: the report recomputes the few crops it shows (and caches them).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io as _io
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from . import evaluate
+from .errors import RestoreKitError
+
+__all__ = ["run_benchmark", "BenchmarkResults", "ModelEntry", "SetEntry", "Cell", "Skip", "load_results",
+           "parse_model_spec", "format_summary", "DEFAULT_SETS", "DEFAULT_SIGMAS"]
+
+CELL_VERSION = 1
+DEFAULT_SETS = ("Set12", "BSD68", "CBSD68", "Kodak24", "McMaster", "PolyU", "CC15")
+DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
+# Options that change where or how fast a model runs, not its numbers: not part of a cell's key.
+_KEY_EXCLUDED_OPTIONS = {"device", "tile_batch", "batch_size", "progress"}
+# Tasks whose models take synthetic Gaussian noise on clean sets.
+_SYNTHETIC_TASKS = {"denoise"}
+
+
+@dataclass
+class ModelEntry:
+    label: str
+    spec: str  # as given: a path or a built-in name
+    path: str  # the weights file
+    sha256: str
+    arch: str
+    task: str
+    channels: int
+    params: int
+    source_file: str = ""  # the official file a converted checkpoint came from
+
+
+@dataclass
+class SetEntry:
+    name: str
+    path: str
+    paired: bool
+    channels: int
+    images: int
+    fingerprint: str
+
+
+@dataclass
+class Cell:
+    key: str
+    model: str
+    set: str
+    sigma: float | None
+    protocol: str
+    mean: dict[str, float]
+    images: list[dict[str, Any]]
+    speed_mp_s: float | None  # megapixels restored per second of network time (first image = warm-up, excluded)
+    timing: str  # "forward" (network forward passes) or "wall" (whole loop: hooks saw no forward)
+    device: str
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    created: str
+    version: int = CELL_VERSION
+    reused: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("reused")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Cell":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Skip:
+    model: str
+    set: str
+    sigma: float | None
+    reason: str
+
+
+@dataclass
+class BenchmarkResults:
+    out_dir: Path
+    models: list[ModelEntry]
+    sets: list[SetEntry]
+    cells: list[Cell]
+    skipped: list[Skip]
+    failed: list[Skip]
+    notes: list[str]
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    crops: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def computed(self) -> int:
+        return sum(not c.reused for c in self.cells)
+
+    @property
+    def reused(self) -> int:
+        return sum(c.reused for c in self.cells)
+
+    def model(self, label: str) -> ModelEntry:
+        return next(m for m in self.models if m.label == label)
+
+    def groups(self) -> list[tuple[str, float | None]]:
+        """(set, σ) pairs with at least one cell, in the order of the sets and σ given."""
+        seen: list[tuple[str, float | None]] = []
+        for s in self.sets:
+            sigmas = sorted({c.sigma for c in self.cells if c.set == s.name}, key=lambda v: -1 if v is None else v)
+            seen += [(s.name, sig) for sig in sigmas]
+        return seen
+
+    def cells_of(self, set_name: str, sigma: float | None) -> list[Cell]:
+        order = {m.label: i for i, m in enumerate(self.models)}
+        return sorted((c for c in self.cells if c.set == set_name and c.sigma == sigma), key=lambda c: order.get(c.model, 0))
+
+    def reference(self, cell: Cell, kind: str = "paper") -> Any:
+        """The published (or independently measured) result matching a cell, or None."""
+        from .published import is_known, published_value
+
+        m = self.model(cell.model)
+        names = [n for n in (m.label, m.spec, m.source_file) if n]
+        # The architecture's numbers (e.g. DnCNN-S as reported by xUnit) only for weights the table does
+        # not know: sigma=25.mat at σ=50 must not be compared with a σ=50 model's result.
+        if not any(is_known(n) for n in names):
+            names.append(m.arch)
+        for name in names:
+            found = published_value(name, cell.set, cell.sigma, kind=kind)
+            if found is not None:
+                return found
+        return None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per cell: our mean beside the published and re-measured values."""
+        out = []
+        for set_name, sigma in self.groups():
+            for c in self.cells_of(set_name, sigma):
+                m = self.model(c.model)
+                pub, meas = self.reference(c, "paper"), self.reference(c, "measured")
+                out.append({
+                    "model": c.model, "weights": m.spec, "arch": m.arch, "params": m.params, "set": c.set,
+                    "sigma": c.sigma, "protocol": c.protocol, "images": len(c.images),
+                    "psnr": c.mean["psnr"], "ssim": c.mean["ssim"],
+                    "input_psnr": c.mean["input_psnr"], "input_ssim": c.mean["input_ssim"],
+                    "published_psnr": pub.psnr if pub else None, "published_ssim": pub.ssim if pub else None,
+                    "delta_psnr": c.mean["psnr"] - pub.psnr if pub else None,
+                    "published_source": pub.source if pub else "",
+                    "measured_psnr": meas.psnr if meas else None,
+                    "delta_measured": c.mean["psnr"] - meas.psnr if meas else None,
+                    "speed_mp_s": c.speed_mp_s, "device": c.device, "reused": c.reused,
+                })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CELL_VERSION,
+            "environment": self.environment,
+            "settings": self.settings,
+            "models": [asdict(m) for m in self.models],
+            "sets": [asdict(s) for s in self.sets],
+            "summary": self.rows(),
+            "cells": [c.to_dict() for c in self.cells],
+            "skipped": [asdict(s) for s in self.skipped],
+            "failed": [asdict(s) for s in self.failed],
+            "notes": self.notes,
+            "crops": self.crops,
+        }
+
+
+def parse_model_spec(spec: str) -> tuple[str | None, str]:
+    """``LABEL=PATH`` or ``PATH``/built-in name → (label or None, weights). Official file names contain
+    ``=`` themselves (``sigma=25.mat``): a spec is split only where the part after ``=`` names weights."""
+    from .pretrained import BUILTIN
+
+    if spec in BUILTIN or Path(spec).exists() or "=" not in spec:
+        return None, spec
+    label, weights = spec.split("=", 1)
+    if label and (weights in BUILTIN or Path(weights).exists()):
+        return label, weights
+    return None, spec  # neither reading names a file: the error will quote the spec as given
+
+
+_GENERIC_STEMS = {"net", "model", "model_best", "best", "last", "checkpoint", "weights", "final"}
+
+
+def _default_labels(specs: list[str]) -> list[str]:
+    """File stems (``sigma=25``), with the folder prefixed where the stem says nothing or repeats
+    (SaoYan's ``DnCNN-S-25/net.pth``, a run's ``best.safetensors``)."""
+    labels = [Path(s).stem if Path(s).suffix else s for s in specs]
+    out = []
+    for spec, label in zip(specs, labels):
+        parent = Path(spec).parent.name
+        generic = label.lower() in _GENERIC_STEMS or labels.count(label) > 1
+        out.append(f"{parent}/{label}" if generic and parent else label)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_path(spec: str) -> Path:
+    from .pretrained import BUILTIN, builtin_path
+
+    path = builtin_path(spec) if spec in BUILTIN else Path(spec)
+    if not path.is_file():
+        raise RestoreKitError(f"{spec}: no such weights file (nor a built-in name)")
+    return path
+
+
+def _describe_model(label: str, spec: str) -> tuple[ModelEntry, nn.Module]:
+    from .models.registry import count_parameters
+    from .pretrained import load_weights
+
+    path = _weights_path(spec)
+    model = load_weights(path)
+    info = model.info
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    source = meta.get("source", {}).get("file", "") if isinstance(meta.get("source"), dict) else ""
+    entry = ModelEntry(label=label, spec=spec, path=str(path), sha256=_sha256(path), arch=info.name, task=info.task,
+                       channels=info.channels, params=count_parameters(model), source_file=source)
+    return entry, model
+
+
+def _set_channels(path: Path) -> int:
+    """1 when the set's images are gray (or RGB with equal channels), else 3."""
+    import numpy as np
+
+    from .io import read_image
+
+    px = read_image(path).pixels
+    if px.shape[2] == 1:
+        return 1
+    return 1 if np.array_equal(px[..., 0], px[..., 1]) and np.array_equal(px[..., 1], px[..., 2]) else 3
+
+
+def _describe_set(name: str) -> SetEntry:
+    folder = evaluate.find_dataset(name)
+    samples = evaluate.discover_samples(folder)
+    if not samples:
+        raise RestoreKitError(f"{folder}: no images")
+    paired = any(s.degraded is not None for s in samples)
+    h = hashlib.sha256()
+    for s in samples:
+        for p in (s.target, s.degraded):
+            if p is not None:
+                h.update(f"{p.relative_to(folder).as_posix()}:{p.stat().st_size}\n".encode())
+    channels = max(_set_channels(s.target) for s in samples[:3])
+    return SetEntry(name=Path(str(name)).name if Path(str(name)).is_dir() else str(name), path=str(folder),
+                    paired=paired, channels=channels, images=len(samples), fingerprint=h.hexdigest())
+
+
+def _options_dict(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if dataclasses.is_dataclass(options):
+        d = asdict(options)
+    else:
+        d = dict(vars(options))
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in d.items()}
+
+
+def cell_key(model: ModelEntry, data: SetEntry, sigma: float | None, protocol: str, settings: dict[str, Any]) -> str:
+    """Hash of everything that determines a cell's numbers (not labels, paths or the device)."""
+    inference = {k: v for k, v in settings.get("inference", {}).items() if k not in _KEY_EXCLUDED_OPTIONS}
+    ident = {"version": CELL_VERSION, "weights": model.sha256, "data": data.fingerprint, "channels": model.channels,
+             "sigma": sigma, "protocol": protocol, "seed": settings["seed"], "repeats": settings["repeats"],
+             "clip_noise": settings["clip_noise"], "crop_border": settings["crop_border"], "inference": inference}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def environment() -> dict[str, Any]:
+    """Hardware and versions of this process."""
+    import numpy
+    import torch
+
+    from . import __version__
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "restorekit": __version__, "platform": platform.platform(), "cpu": cpu or platform.machine(),
+           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+class _ForwardTimer:
+    """Accumulates the time spent running the model (CUDA synchronised around each call).
+
+    The inference path runs a prepared copy (BatchNorm folded, moved to the device) inside a
+    ``RestoreModule``; hooks on the caller's model would miss it, so global module hooks time the
+    ``RestoreModule`` calls, or the model itself where it is run directly."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.seconds = 0.0
+        self.calls = 0
+        self.device = ""
+        self._depth = 0
+        self._start = 0.0
+        self._handles: list[Any] = []
+        try:
+            from .inference import RestoreModule
+
+            self._wrapper: type | None = RestoreModule
+        except ImportError:
+            self._wrapper = None
+
+    def _timed(self, module: nn.Module) -> bool:
+        return module is self.model or (self._wrapper is not None and isinstance(module, self._wrapper))
+
+    def _sync(self, args: tuple[Any, ...]) -> None:
+        import torch
+
+        x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if x is not None:
+            self.device = str(x.device)
+            if x.is_cuda:
+                torch.cuda.synchronize(x.device)
+
+    def _pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if self._timed(module):
+            self._depth += 1
+            if self._depth == 1:  # the wrapper calls the model: time the outer call only
+                self._sync(args)
+                self._start = time.perf_counter()
+
+    def _post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._timed(module):
+            self._depth -= 1
+            if self._depth == 0:
+                self._sync(args)
+                self.seconds += time.perf_counter() - self._start
+                self.calls += 1
+
+    def __enter__(self) -> "_ForwardTimer":
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def _image_megapixels(folder: Path) -> dict[str, float]:
+    from PIL import Image as PILImage
+
+    sizes = {}
+    for s in evaluate.discover_samples(folder):
+        with PILImage.open(s.target) as im:
+            sizes[s.name] = im.size[0] * im.size[1] / 1e6
+    return sizes
+
+
+def _measure_cell(model: nn.Module, entry: ModelEntry, data: SetEntry, sigma: float | None, protocol: str,
+                  settings: dict[str, Any], options: Any, progress: bool) -> dict[str, Any]:
+    es = evaluate.EvalSettings(data=data.path, sigma=sigma, seed=settings["seed"], repeats=settings["repeats"],
+                               clip_noise=settings["clip_noise"], protocol=protocol,
+                               crop_border=settings["crop_border"], model=entry.arch, weights=entry.spec,
+                               inference=settings["inference"])
+    megapixels = _image_megapixels(Path(data.path))
+    rows: list[dict[str, Any]] = []
+    wall = time.perf_counter()
+    with _ForwardTimer(model) as timer:
+        last_fwd, last_wall = 0.0, wall
+        for row in evaluate.iter_evaluation(model, es, options, progress=progress):
+            now = time.perf_counter()
+            row = dict(row, seconds=timer.seconds - last_fwd, wall_seconds=now - last_wall,
+                       megapixels=megapixels.get(row["name"], 0.0) * settings["repeats"])
+            last_fwd, last_wall = timer.seconds, now
+            rows.append(row)
+    if not rows:
+        raise RestoreKitError(f"{data.path}: no images evaluated")
+    timing = "forward" if timer.calls else "wall"
+    timed = rows[1:] if len(rows) > 1 else rows  # the first image pays for warm-up (allocation, cuDNN tuning)
+    secs = sum(r["seconds" if timer.calls else "wall_seconds"] for r in timed)
+    mp = sum(r["megapixels"] for r in timed)
+    keys = ("psnr", "ssim", "input_psnr", "input_ssim")
+    return {"mean": {k: sum(r[k] for r in rows) / len(rows) for k in keys}, "images": rows,
+            "speed_mp_s": mp / secs if secs > 0 else None, "timing": timing,
+            "device": timer.device or str(settings["inference"].get("device", "cpu"))}
+
+
+def _skip_reason(entry: ModelEntry, data: SetEntry, sigma: float | None) -> str | None:
+    kind = {1: "gray", 3: "colour"}
+    if entry.channels != data.channels:
+        return f"{kind.get(entry.channels, entry.channels)} model on a {kind.get(data.channels, data.channels)} set"
+    if sigma is not None and entry.task not in _SYNTHETIC_TASKS:
+        return f"a {entry.task} model: synthetic Gaussian noise is for Gaussian denoisers"
+    return None
+
+
+def _read_cell(path: Path, key: str) -> Cell | None:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        cell = Cell.from_dict(d)
+    except (OSError, ValueError, TypeError):
+        return None
+    return cell if cell.key == key and cell.version == CELL_VERSION else None
+
+
+def _plan(entry: ModelEntry, sets: list[SetEntry], sigmas: list[float]) -> list[tuple[SetEntry, float | None, str | None]]:
+    return [(s, sigma, _skip_reason(entry, s, sigma)) for s in sets for sigma in ([None] if s.paired else sigmas)]
+
+
+def _run_cell(model: nn.Module, entry: ModelEntry, data: SetEntry, sigma: float | None, protocol: str,
+              settings: dict[str, Any], options: Any, cells_dir: Path, env: dict[str, Any], *, resume: bool,
+              progress: bool, failed: list[Skip], bar: Any) -> Cell | None:
+    """A finished cell from disk, or measured now and stored at once; None (and noted) when it fails."""
+    from .checkpoints import atomic_write_text
+
+    key = cell_key(entry, data, sigma, protocol, settings)
+    path = cells_dir / f"{key}.json"
+    cell = _read_cell(path, key) if resume and path.is_file() else None
+    if cell is not None:
+        cell.reused = True
+        cell.model, cell.set = entry.label, data.name  # labels may change between runs
+        return cell
+    try:
+        measured = _measure_cell(model, entry, data, sigma, protocol, settings, options, progress)
+    except RestoreKitError as exc:
+        failed.append(Skip(entry.label, data.name, sigma, str(exc)))
+        bar.write(f"failed: {entry.label} on {data.name}: {exc}")
+        return None
+    cell = Cell(key=key, model=entry.label, set=data.name, sigma=sigma, protocol=protocol, environment=env,
+                settings={k: settings[k] for k in ("seed", "repeats", "clip_noise", "crop_border", "inference")},
+                created=time.strftime("%Y-%m-%dT%H:%M:%S"), **measured)
+    atomic_write_text(path, json.dumps(cell.to_dict(), indent=1) + "\n")
+    return cell
+
+
+def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list[float] | None, out_dir: str | Path, *,
+                  protocol: str | None = None, options: Any = None, resume: bool = True, progress: bool = True,
+                  seed: int = 0, repeats: int = 1, clip_noise: bool = False, crop_border: int = 0,
+                  report: bool = True) -> BenchmarkResults:
+    """Evaluate each model (``LABEL=WEIGHTS`` or ``WEIGHTS``: a checkpoint, an official file or a built-in
+    name) on each set (a folder or a named set) at each σ (clean sets; paired sets ignore σ), resuming
+    finished cells from ``out_dir/cells``; then write results.json/.csv and report.html/.md there."""
+    from tqdm import tqdm
+
+    from .inference import InferenceOptions
+    from .metrics import get_protocol
+    from .pretrained import available_builtins
+
+    out_dir = Path(out_dir)
+    if protocol is not None:
+        get_protocol(protocol)
+    if not models:
+        models = available_builtins()
+        if not models:
+            raise RestoreKitError("no models given and no built-in weights installed; pass --models WEIGHTS …")
+    sigma_list = [float(s) for s in (DEFAULT_SIGMAS if sigmas is None else sigmas)]
+    for s in sigma_list:
+        if not 0 <= s <= 255:
+            raise RestoreKitError(f"sigma {s:g} is outside 0..255")
+    notes: list[str] = []
+    if sets is None:
+        found = []
+        for name in DEFAULT_SETS:
+            try:
+                evaluate.find_dataset(name)
+                found.append(name)
+            except RestoreKitError:
+                notes.append(f"default set {name} not found: skipped")
+        if not found:
+            raise RestoreKitError("no test sets given and none of the default sets found; pass --sets")
+        sets = found
+    options = options if options is not None else InferenceOptions()
+    settings = {"seed": seed, "repeats": repeats, "clip_noise": clip_noise, "crop_border": crop_border,
+                "protocol": protocol, "sigmas": sigma_list, "inference": _options_dict(options)}
+
+    parsed = [parse_model_spec(m) for m in models]
+    defaults = _default_labels([w for _, w in parsed])
+    labels = [lab or d for (lab, _), d in zip(parsed, defaults)]
+    if len(set(labels)) != len(labels):
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        raise RestoreKitError(f"two models labelled {', '.join(dup)}; name them LABEL=WEIGHTS")
+    set_entries = [_describe_set(s) for s in sets]
+    names = [s.name for s in set_entries]
+    if len(set(names)) != len(names):
+        raise RestoreKitError(f"test set given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    for s in set_entries:
+        if s.paired and sigmas:
+            notes.append(f"{s.name} is a paired (real degradation) set: σ does not apply")
+
+    cells_dir = out_dir / "cells"
+    entries: list[ModelEntry] = []
+    cells: list[Cell] = []
+    skipped: list[Skip] = []
+    failed: list[Skip] = []
+    env = environment()
+    bar = tqdm(total=0, desc="benchmark", unit="cell", disable=not progress)
+    # One model in memory at a time: load it, run (or reuse) its cells, drop it.
+    for label, (_, weights) in zip(labels, parsed):
+        entry, model = _describe_model(label, weights)
+        entries.append(entry)
+        plan = list(_plan(entry, set_entries, sigma_list))
+        bar.total += sum(r is None for *_, r in plan)
+        bar.refresh()
+        for s, sigma, reason in plan:
+            if reason is not None:
+                skipped.append(Skip(label, s.name, sigma, reason))
+                continue
+            bar.set_postfix_str(f"{label} · {s.name}" + ("" if sigma is None else f" σ={sigma:g}"))
+            cell = _run_cell(model, entry, s, sigma, protocol or evaluate.default_protocol(entry.task), settings,
+                             options, cells_dir, env, resume=resume, progress=progress, failed=failed, bar=bar)
+            if cell is not None:
+                cells.append(cell)
+            bar.update()
+        del model
+    bar.close()
+
+    results = BenchmarkResults(out_dir=out_dir, models=entries, sets=set_entries, cells=cells, skipped=skipped,
+                               failed=failed, notes=notes, environment=env, settings=settings)
+    if report:
+        from .report import write_report
+
+        write_report(results, options=options, progress=progress)
+    else:
+        write_results(results)
+    return results
+
+
+CSV_COLUMNS = ("model", "weights", "arch", "params", "set", "sigma", "protocol", "images", "psnr", "ssim",
+               "input_psnr", "input_ssim", "published_psnr", "published_ssim", "delta_psnr", "measured_psnr",
+               "delta_measured", "speed_mp_s", "device")
+
+
+def write_results(results: BenchmarkResults) -> tuple[Path, Path]:
+    """``results.json`` (everything, per image too) and ``results.csv`` (one row per cell), atomically."""
+    from .checkpoints import atomic_write_text
+
+    out = results.out_dir
+    j = atomic_write_text(out / "results.json", json.dumps(results.to_dict(), indent=1, default=str) + "\n")
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in results.rows():
+        writer.writerow({k: ("" if v is None else f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    c = atomic_write_text(out / "results.csv", buf.getvalue())
+    return j, c
+
+
+def load_results(out_dir: str | Path) -> BenchmarkResults:
+    """A finished benchmark read back from ``out_dir/results.json`` (e.g. to redraw its report)."""
+    out_dir = Path(out_dir)
+    path = out_dir / "results.json"
+    if not path.is_file():
+        raise RestoreKitError(f"{out_dir}: no results.json (not a benchmark folder)")
+    d = json.loads(path.read_text(encoding="utf-8"))
+    return BenchmarkResults(
+        out_dir=out_dir, models=[ModelEntry(**m) for m in d["models"]], sets=[SetEntry(**s) for s in d["sets"]],
+        cells=[Cell.from_dict(c) for c in d["cells"]], skipped=[Skip(**s) for s in d["skipped"]],
+        failed=[Skip(**s) for s in d["failed"]], notes=d.get("notes", []), environment=d["environment"],
+        settings=d["settings"], crops=d.get("crops", []))
+
+
+def format_summary(results: BenchmarkResults) -> str:
+    """A console table of the means with the published values beside them."""
+    lines = [f"{'model':<22} {'set':<10} {'σ':>4} {'PSNR':>8} {'SSIM':>7} {'published':>9} {'Δ':>7} {'MP/s':>8}"]
+    for r in results.rows():
+        sigma = "-" if r["sigma"] is None else f"{r['sigma']:g}"
+        pub = "" if r["published_psnr"] is None else f"{r['published_psnr']:.2f}"
+        delta = "" if r["delta_psnr"] is None else f"{round(r['delta_psnr'], 2) + 0.0:+.2f}"
+        speed = "" if r["speed_mp_s"] is None else f"{r['speed_mp_s']:.3g}"
+        lines.append(f"{r['model'][:22]:<22} {r['set'][:10]:<10} {sigma:>4} {r['psnr']:8.3f} {r['ssim']:7.4f} "
+                     f"{pub:>9} {delta:>7} {speed:>8}")
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for kind, items in (("skipped", results.skipped), ("failed", results.failed)):
+        for s in items:
+            key = (kind, f"{s.model} × {s.set}", s.reason)
+            grouped.setdefault(key, []).extend([] if s.sigma is None else [f"{s.sigma:g}"])
+    for (kind, what, reason), sigmas in grouped.items():
+        at = f" (σ {', '.join(sigmas)})" if sigmas else ""
+        lines.append(f"{kind}: {what}{at}: {reason}")
+    lines.append(f"{len(results.cells)} cells ({results.reused} reused, {results.computed} computed), "
+                 f"{len(results.skipped)} skipped, {len(results.failed)} failed → {results.out_dir / 'report.html'}")
+    return "\n".join(lines)
+

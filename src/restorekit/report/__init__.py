@@ -1,0 +1,234 @@
+"""Reports: a benchmark's HTML/Markdown report (tables, crops, plots), image comparisons, training runs.
+
+``write_report(results)`` draws everything of a :class:`~restorekit.benchmark.BenchmarkResults` into its
+folder: ``report.html`` (self-contained), ``report.md`` + ``images/``, ``results.json``/``.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..benchmark import BenchmarkResults
+
+__all__ = ["write_report", "report_benchmark_dir", "report_folder", "compare_images", "report_run", "summary_table",
+           "per_image_table", "group_title", "Table"]
+
+
+class Table:
+    """Display strings by row, with the cells to emphasise (best value of a group)."""
+
+    def __init__(self, headers: list[str], numeric: set[int] | None = None) -> None:
+        self.headers = headers
+        self.rows: list[list[str]] = []
+        self.bold: list[set[int]] = []
+        self.numeric = numeric or set()
+
+    def add(self, row: list[str], bold: set[int] | None = None) -> None:
+        self.rows.append(row)
+        self.bold.append(bold or set())
+
+
+def _f(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if math.isinf(value):
+        return "∞"
+    if signed:
+        return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.00"
+    return f"{value:.{digits}f}"
+
+
+def _sigma(sigma: float | None) -> str:
+    return "—" if sigma is None else f"{sigma:g}"
+
+
+def group_title(set_name: str, sigma: float | None) -> str:
+    return set_name if sigma is None else f"{set_name} σ={sigma:g}"
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return "—"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
+
+
+def summary_table(results: "BenchmarkResults") -> Table:
+    """Mean PSNR/SSIM per model × set × σ, beside the published and independently re-measured values."""
+    t = Table(["model", "set", "σ", "PSNR", "SSIM", "published", "Δ", "re-measured", "Δ", "input PSNR", "params",
+               "MP/s", "device"], numeric={2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+    rows = results.rows()
+    best: dict[tuple[str, Any], float] = {}
+    size: dict[tuple[str, Any], int] = {}
+    for r in rows:
+        g = (r["set"], r["sigma"])
+        best[g] = max(best.get(g, -math.inf), r["psnr"])
+        size[g] = size.get(g, 0) + 1
+    for r in rows:
+        pub = _f(r["published_psnr"]) + (f" / {r['published_ssim']:.4f}" if r["published_ssim"] else "")
+        t.add([r["model"], r["set"], _sigma(r["sigma"]), _f(r["psnr"], 3), _f(r["ssim"], 4), pub,
+               _f(r["delta_psnr"], 2, True), _f(r["measured_psnr"], 3), _f(r["delta_measured"], 3, True),
+               _f(r["input_psnr"]), _params(r["params"]), _f(r["speed_mp_s"], 3), r["device"]],
+              bold={3} if size[(r["set"], r["sigma"])] > 1 and r["psnr"] == best[(r["set"], r["sigma"])] else set())
+    return t
+
+
+def per_image_table(results: "BenchmarkResults", set_name: str, sigma: float | None) -> Table:
+    cells = results.cells_of(set_name, sigma)
+    t = Table(["image"] + [f"{c.model} PSNR / SSIM" for c in cells] + ["input PSNR"],
+              numeric=set(range(1, len(cells) + 2)))
+    by_model = [{r["name"]: r for r in c.images} for c in cells]
+    names = [r["name"] for r in cells[0].images] if cells else []
+    for name in names:
+        vals = [m.get(name) for m in by_model]
+        psnrs = [v["psnr"] if v else -math.inf for v in vals]
+        top = max(psnrs)
+        row = [name] + [f"{v['psnr']:.3f} / {v['ssim']:.4f}" if v else "—" for v in vals]
+        row.append(_f(vals[0]["input_psnr"]) if vals and vals[0] else "—")
+        t.add(row, bold={i + 1 for i, p in enumerate(psnrs) if p == top and len(cells) > 1})
+    mean = ["mean"] + [f"{c.mean['psnr']:.3f} / {c.mean['ssim']:.4f}" for c in cells]
+    mean.append(_f(cells[0].mean["input_psnr"]) if cells else "—")
+    t.add(mean)
+    return t
+
+
+def models_table(results: "BenchmarkResults") -> Table:
+    t = Table(["label", "weights", "architecture", "task", "channels", "parameters", "sha256"], numeric={4, 5})
+    for m in results.models:
+        t.add([m.label, m.spec + (f" (from {m.source_file})" if m.source_file else ""), m.arch, m.task,
+               str(m.channels), f"{m.params:,}", m.sha256[:12]])
+    return t
+
+
+def skipped_table(results: "BenchmarkResults") -> Table:
+    t = Table(["model", "set", "σ", "why"])
+    for s in results.skipped:
+        t.add([s.model, s.set, _sigma(s.sigma), "skipped: " + s.reason])
+    for s in results.failed:
+        t.add([s.model, s.set, _sigma(s.sigma), "failed: " + s.reason])
+    return t
+
+
+def settings_items(results: "BenchmarkResults") -> list[tuple[str, str]]:
+    s = results.settings
+    protocols = sorted({f"{c.model}: {c.protocol}" for c in results.cells})
+    inference = ", ".join(f"{k}={v}" for k, v in s.get("inference", {}).items()) or "defaults"
+    return [
+        ("protocol", s.get("protocol") or "each model task's default (" + "; ".join(protocols) + ")"),
+        ("noise", f"σ ∈ {{{', '.join(f'{x:g}' for x in s.get('sigmas', []))}}} on the 0–255 scale, seeded per image "
+                  f"name (seed {s.get('seed', 0)}), {s.get('repeats', 1)} draw(s) per image, "
+                  f"{'clipped' if s.get('clip_noise') else 'not clipped'}"),
+        ("crop border", str(s.get("crop_border", 0))),
+        ("inference", inference),
+        ("speed", "megapixels restored per second of network forward time, first image of each cell excluded "
+                  "(warm-up)"),
+        ("cells", f"{len(results.cells)} ({results.reused} reused from earlier runs, {results.computed} computed now)"),
+    ]
+
+
+def environments(results: "BenchmarkResults") -> list[tuple[dict[str, Any], int]]:
+    """The distinct environments (hardware, versions) that produced the cells, with their cell counts."""
+    seen: dict[str, tuple[dict[str, Any], int]] = {}
+    for c in results.cells:
+        key = json.dumps(c.environment, sort_keys=True)
+        env, n = seen.get(key, (c.environment, 0))
+        seen[key] = (env, n + 1)
+    return list(seen.values()) or [(results.environment, 0)]
+
+
+def _plots(results: "BenchmarkResults") -> dict[str, str]:
+    from .plots import scatter_panels
+
+    by_params: dict[str, list[tuple[str, float, float]]] = {}
+    by_speed: dict[str, list[tuple[str, float, float]]] = {}
+    for set_name, sigma in results.groups():
+        title = group_title(set_name, sigma)
+        for c in results.cells_of(set_name, sigma):
+            by_params.setdefault(title, []).append((c.model, float(results.model(c.model).params), c.mean["psnr"]))
+            if c.speed_mp_s:
+                by_speed.setdefault(title, []).append((c.model, c.speed_mp_s, c.mean["psnr"]))
+    out = {}
+    img = results.out_dir / "images"
+    if scatter_panels(by_params, xlabel="parameters", out=img / "psnr-vs-params.png", title="PSNR vs parameters"):
+        out["PSNR vs parameters"] = "images/psnr-vs-params.png"
+    if scatter_panels(by_speed, xlabel="megapixels / s", out=img / "psnr-vs-speed.png", title="PSNR vs speed"):
+        out["PSNR vs speed"] = "images/psnr-vs-speed.png"
+    return out
+
+
+def write_report(results: "BenchmarkResults", *, options: Any = None, progress: bool = False,
+                 crops: bool = True) -> dict[str, Path]:
+    """Crops, plots, ``report.md``, ``report.html``, ``results.json`` and ``results.csv`` in ``results.out_dir``."""
+    from ..benchmark import write_results
+    from ..checkpoints import atomic_write_text
+    from ..errors import RestoreKitError
+    from . import html, markdown
+
+    notes = []
+    if crops and results.cells:
+        from .crops import make_crops
+
+        try:
+            results.crops = make_crops(results, options=options, progress=progress)
+        except RestoreKitError as exc:
+            notes.append(f"crops not drawn: {exc}")
+    plots = _plots(results) if results.cells else {}
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    out = results.out_dir
+    md = atomic_write_text(out / "report.md", markdown.render(results, plots, generated=generated, notes=notes))
+    page = atomic_write_text(out / "report.html", html.render(results, plots, generated=generated, notes=notes))
+    j, c = write_results(results)
+    return {"html": page, "markdown": md, "json": j, "csv": c}
+
+
+def _recorded_options(results: "BenchmarkResults") -> Any:
+    """The inference options a benchmark ran with, rebuilt from its settings (unknown keys dropped)."""
+    import dataclasses
+
+    from ..inference import InferenceOptions
+
+    names = {f.name for f in dataclasses.fields(InferenceOptions)}
+    return InferenceOptions(**{k: v for k, v in results.settings.get("inference", {}).items() if k in names})
+
+
+def report_benchmark_dir(out_dir: str | Path, *, options: Any = None, progress: bool = False) -> dict[str, Path]:
+    """Redraw the report of a finished benchmark folder from its ``results.json``."""
+    from ..benchmark import load_results
+
+    results = load_results(out_dir)
+    return write_report(results, options=options or _recorded_options(results), progress=progress)
+
+
+def report_folder(path: str | Path, out: str | Path | None = None) -> Path:
+    """The report of a benchmark folder (``results.json``) or a training run (``metrics.csv``); returns
+    the HTML page written."""
+    from ..errors import RestoreKitError
+
+    path = Path(path)
+    if (path / "results.json").is_file():
+        if out is not None:
+            raise RestoreKitError("a benchmark's report is written inside its folder; drop -o")
+        return report_benchmark_dir(path)["html"]
+    if (path / "metrics.csv").is_file():
+        from .training import report_run
+
+        return report_run(path, out)
+    raise RestoreKitError(f"{path}: neither a benchmark folder (results.json) nor a training run (metrics.csv)")
+
+
+def __getattr__(name: str) -> Any:
+    # compare and training import html, which imports this package: load them on first use.
+    if name == "compare_images":
+        from .compare import compare_images
+
+        return compare_images
+    if name == "report_run":
+        from .training import report_run
+
+        return report_run
+    raise AttributeError(f"module 'restorekit.report' has no attribute {name!r}")
+
