@@ -301,8 +301,8 @@ def test_ema_tracks_the_weights() -> None:
     start = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(2.0)
-    ema.update(model)
-    assert torch.allclose(ema.module.weight, start + 1.0)
+    ema.update(model)  # first update: warm-up decay min(0.5, 1/10) = 0.1
+    assert torch.allclose(ema.module.weight, start + 1.8)
     restored = EMA(model, 0.5)
     restored.load_state_dict(ema.state_dict())
     assert torch.equal(restored.module.weight, ema.module.weight) and restored.updates == 1
@@ -347,3 +347,19 @@ def test_missing_data_root_is_a_clear_error(tmp_path: Path) -> None:
     cfg["data"]["train"]["root"] = str(tmp_path / "nowhere")
     with pytest.raises(RestoreKitError, match=r"data.train.root: .*nowhere does not exist.*--set data.train.root="):
         train(cfg | {"run_dir": str(tmp_path / "r")})
+
+
+def test_ema_warms_up_instead_of_keeping_the_initial_weights():
+    from torch import nn
+
+    from restorekit.train.ema import EMA
+
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(250):
+        ema.update(model)
+    # a plain 0.999 average would still be at 1 - 0.999**250 = 0.22
+    assert ema.module.weight.item() > 0.95
