@@ -63,7 +63,14 @@ def save_checkpoint(
         **(metadata or {}),
     }
     header = {META_KEY: json.dumps(meta, sort_keys=True, default=str)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=overwrite)
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=header)
+        except SafetensorError as exc:  # safetensors reports a full disk as "Error while serializing: IoError…"
+            raise OSError(str(exc)) from exc
+
+    return atomic_write(path, write, overwrite=overwrite)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -79,6 +86,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise RestoreKitError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    meta = _parse_metadata(path, header)
+    for alias, target in meta["aliases"].items():
+        if target not in tensors:
+            raise RestoreKitError(f"{path}: alias {alias} points to missing key {target}")
+        tensors[alias] = tensors[target]
+    return tensors, meta
+
+
+def _parse_metadata(path: Path, header: dict[str, str]) -> dict[str, Any]:
+    """The restorekit metadata of a safetensors header, checked: a mapping naming ``arch`` (a string)
+    with mappings ``args`` and ``aliases``; anything else is a corrupt or foreign file."""
     if META_KEY not in header:
         raise RestoreKitError(
             f"{path}: safetensors file without restorekit metadata; convert it with `restorekit convert`"
@@ -87,11 +105,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         meta = json.loads(header[META_KEY])
     except json.JSONDecodeError as exc:
         raise RestoreKitError(f"{path}: corrupted metadata ({exc})") from None
-    for alias, target in meta.get("aliases", {}).items():
-        if target not in tensors:
-            raise RestoreKitError(f"{path}: alias {alias} points to missing key {target}")
-        tensors[alias] = tensors[target]
-    return tensors, meta
+    if not isinstance(meta, dict):
+        raise RestoreKitError(f"{path}: corrupted metadata (a JSON {type(meta).__name__}, not an object)")
+    if not isinstance(meta.get("arch"), str) or not meta["arch"]:
+        raise RestoreKitError(f"{path}: corrupted metadata (no architecture name 'arch')")
+    meta.setdefault("args", {})
+    meta.setdefault("aliases", {})
+    for key in ("args", "aliases"):
+        if not isinstance(meta[key], dict):
+            raise RestoreKitError(f"{path}: corrupted metadata ('{key}' is not a mapping)")
+    return meta
 
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
@@ -129,8 +152,11 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", **overri
     from .models import create_model
 
     state, meta = read_checkpoint(path)
-    args = {**meta.get("args", {}), **override_args}
-    model = create_model(meta["arch"], **args)
+    args = {**meta["args"], **override_args}
+    try:
+        model = create_model(meta["arch"], **args)
+    except RestoreKitError as exc:  # e.g. a file from a newer restorekit, or metadata edited by hand
+        raise RestoreKitError(f"{path}: the checkpoint's architecture {meta['arch']!r} cannot be built: {exc}") from None
     load_state_dict_strict(model, state, source=str(path))
     model.checkpoint_meta = meta  # type: ignore[assignment]
     return model.to(map_location).eval()
@@ -140,11 +166,12 @@ def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata alone, without reading the tensors."""
     from safetensors import safe_open
 
+    path = Path(path)
+    if not path.is_file():
+        raise RestoreKitError(f"{path}: no such checkpoint file")
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise RestoreKitError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    if META_KEY not in header:
-        raise RestoreKitError(f"{path}: safetensors file without restorekit metadata")
-    return json.loads(header[META_KEY])
+    return _parse_metadata(path, header)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from .errors import RestoreKitError
 
@@ -56,6 +59,40 @@ EXAMPLES = {
 }
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses; main() prints it as one line and returns 2."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (not the whole usage) and main() returns 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self.prog, message)
+
+
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    from .io import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images of more than N pixels, from their header, before decoding them (guards "
+                        f"against decompression bombs; default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
+
+
+def _max_pixels(args: argparse.Namespace) -> int | None:
+    if args.max_pixels < 0:
+        raise RestoreKitError(f"--max-pixels must be a positive number of pixels, or 0 for no limit; not {args.max_pixels}")
+    return args.max_pixels or None
+
+
+def _check_sigma(sigma: float | None) -> None:
+    if sigma is not None and not 0 <= sigma <= 255:
+        raise RestoreKitError(f"--sigma {sigma:g} is outside 0..255 (the noise level on the 0-255 scale, e.g. 15, 25, 50)")
+
+
 def _add_inference_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=int, help="process in tiles of this size (bounded memory for large images)")
@@ -83,7 +120,7 @@ def _add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="restorekit",
         description="Deep-learning image restoration: denoising, deblurring, deraining, dehazing, super-resolution.",
         epilog="Run `restorekit COMMAND --help` for a command's options and examples.",
@@ -112,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (continue a batch)")
     p.add_argument("--bit-depth", type=int, choices=[8, 16], help="output bit depth (default: the input's)")
+    _add_max_pixels(p)
     _add_inference_args(p)
 
     p = add("eval", "evaluate a model on a test set (PSNR/SSIM per image and mean)", cmd_eval)
@@ -125,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-noise", action="store_true", help="clip the noisy image to [0, 1]")
     p.add_argument("--out", help="write results to .json or .csv")
     p.add_argument("--overwrite", action="store_true")
+    _add_max_pixels(p)
     _add_inference_args(p)
 
     p = add("convert", "convert an official checkpoint (.mat, .pth) to restorekit's format", cmd_convert)
@@ -151,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
     p = add("benchmark", "evaluate models on standard test sets against the published numbers; HTML/Markdown report",
             cmd_benchmark)
@@ -214,31 +254,51 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .restore_files import plan_outputs, restore_files
+    from .restore_files import BatchInterrupted, check_options, plan_outputs, restore_files
 
+    # arguments first: a bad one fails before any file is listed, read or written
+    _check_sigma(args.sigma)
+    max_pixels = _max_pixels(args)
     options = _inference_options(args)
+    check_options(options)
     jobs = plan_outputs(args.inputs, args.output, recursive=args.recursive, overwrite=args.overwrite,
                         skip_existing=args.skip_existing)
-    report = restore_files(jobs, model=args.model, weights=args.weights, options=options, bit_depth=args.bit_depth,
-                           overwrite=args.overwrite)
+    try:
+        report = restore_files(jobs, model=args.model, weights=args.weights, options=options,
+                               bit_depth=args.bit_depth, overwrite=args.overwrite, max_pixels=max_pixels)
+    except BatchInterrupted as exc:
+        r = exc.report
+        print(r.summary())
+        print(f"restorekit restore: interrupted after {len(r.done)} of {exc.total} images ({len(r.failed)} failed); "
+              "the finished outputs are kept and no partial files are left; to continue, run the same command "
+              "with --skip-existing", file=sys.stderr)
+        return 130
     print(report.summary())
     return 0 if not report.failed else 1
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import EvalSettings, default_protocol, evaluate, format_table
+    from .io import pixel_limit
     from .pretrained import resolve_model
+    from .restore_files import check_options
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise RestoreKitError(f"{args.out}: exists; pass --overwrite to replace it")
-    if args.sigma is not None and not 0 <= args.sigma <= 255:
-        raise RestoreKitError(f"--sigma {args.sigma} is outside 0..255")
+    if args.out and Path(args.out).suffix.lower() not in (".json", ".csv"):
+        raise RestoreKitError(f"{args.out}: results are written as .json or .csv")
+    _check_sigma(args.sigma)
+    max_pixels = _max_pixels(args)
+    options = _inference_options(args)
+    check_options(options)
     model = resolve_model(args.model, args.weights, channels=None if args.weights or args.model else 1)
+    check_options(options, model)
     settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
                             clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info.task),
                             crop_border=args.crop_border, model=model.info.name, weights=str(args.weights or ""),
                             inference={"tile": args.tile, "ensemble": args.ensemble, "precision": args.precision})
-    result = evaluate(model, settings, _inference_options(args))
+    with pixel_limit(max_pixels):
+        result = evaluate(model, settings, options)
     print(format_table(result))
     if args.out:
         print(f"wrote {result.write(args.out, overwrite=args.overwrite)}")
@@ -282,12 +342,14 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import format_table, run_bench
 
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        raise RestoreKitError(f"{args.json}: exists; pass --overwrite to replace it")
     rows = run_bench(args.models or None, size=tuple(args.size), device=args.device)
     print(format_table(rows))
     if args.json:
         from .checkpoints import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=args.overwrite)
     return 0
 
 
@@ -339,15 +401,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a command stopped by ``kill`` cleans
+    up the same way (temporary files removed, finished outputs kept). Training installs its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{exc.prog}: error: {exc}; see `{exc.prog} --help`", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        return args.func(args)
+        with _sigterm_interrupts():
+            return args.func(args)
     except RestoreKitError as exc:
         print(f"restorekit {args.command}: error: {exc}", file=sys.stderr)
         return 2

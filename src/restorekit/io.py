@@ -7,7 +7,9 @@ small PNG codec below and 16-bit TIFFs through ``tifffile``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import glob
+import logging
 import os
 import struct
 import sys
@@ -36,7 +38,9 @@ __all__ = [
     "Image",
     "from_numpy_image",
     "image_to_tensor",
+    "current_pixel_limit",
     "list_images",
+    "pixel_limit",
     "read_image",
     "tensor_to_image",
     "to_numpy_image",
@@ -68,8 +72,56 @@ _REFUSED_MODES = {
     "I": "32-bit integer images are not supported",
     "I;16S": "signed 16-bit images are not supported",
 }
-# Exceptions Pillow, zlib and tifffile raise for broken or truncated data.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+# Exceptions Pillow, zlib and tifffile raise for broken or truncated data (fuzzing finds them all:
+# a corrupt TIFF directory gives TypeError/KeyError from Pillow, IndexError from tifffile).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, LookupError, TypeError)
+_TIFF_SAMPLE_FORMATS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point", 5: "complex integer",
+                        6: "complex floating-point"}
+
+# The limit read_image applies when the caller gives none: DEFAULT_MAX_PIXELS, or pixel_limit()'s.
+_MAX_PIXELS: contextvars.ContextVar[int | None] = contextvars.ContextVar("restorekit_max_pixels",
+                                                                         default=DEFAULT_MAX_PIXELS)
+_CONFIGURED: Any = object()
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Within the block (this thread/context), read_image calls that give no ``max_pixels`` use this one
+    (None: no limit). For code that reads images deep inside, such as evaluation."""
+    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
+        raise RestoreKitError(f"max_pixels must be a positive integer or None (no limit), not {max_pixels!r}")
+    token = _MAX_PIXELS.set(max_pixels)
+    try:
+        yield
+    finally:
+        _MAX_PIXELS.reset(token)
+
+
+def current_pixel_limit() -> int | None:
+    """The limit read_image applies when given no ``max_pixels`` (see :func:`pixel_limit`)."""
+    return _MAX_PIXELS.get()
+
+
+class _QuietWhileReading(logging.Filter):
+    """tifffile logs a warning per broken tag of a corrupt file; read_image reports the file in one line."""
+
+    active = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.active, "depth", 0)
+
+
+_QUIET = _QuietWhileReading()
+logging.getLogger("tifffile").addFilter(_QUIET)
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    _QUIET.active.depth = getattr(_QUIET.active, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.active.depth -= 1
 
 
 @dataclass
@@ -102,11 +154,14 @@ def read_image(
     path: str | os.PathLike[str],
     *,
     channels: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = _CONFIGURED,
 ) -> Image:
-    """Read an image file; ``channels`` 1 or 3 converts, ``max_pixels`` (None: no limit) refuses huge ones."""
+    """Read an image file; ``channels`` 1 or 3 converts, ``max_pixels`` (None: no limit) refuses huge ones
+    from their header, before decoding. Without ``max_pixels``: :func:`pixel_limit`'s, else DEFAULT_MAX_PIXELS."""
     if channels not in (None, 1, 3):
         raise RestoreKitError(f"channels must be 1, 3 or None, not {channels!r}")
+    if max_pixels is _CONFIGURED:
+        max_pixels = _MAX_PIXELS.get()
     path = Path(path)
     head = _open_head(path)
 
@@ -117,7 +172,8 @@ def read_image(
         if header.bit_depth == 16:
             decoded = _read_png16(path, header)
     elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        decoded = _read_tiff(path, max_pixels)
+        with _quiet_tifffile():
+            decoded = _read_tiff(path, max_pixels)
     if decoded is None:
         decoded = _read_pillow(path, max_pixels)
 
@@ -319,19 +375,28 @@ def _read_tiff(path: Path, max_pixels: int | None) -> _Decoded | None:
     except Exception:  # not a TIFF tifffile understands: Pillow gets the file and reports the problem
         return None
     with tif:
-        page = tif.pages[0]
-        bits = int(page.bitspersample)
-        if bits not in (8, 16) or int(page.sampleformat) != 1 or int(page.photometric) not in (0, 1, 2):
+        try:
+            page = tif.pages[0]
+            bits, sample_format = int(page.bitspersample), int(page.sampleformat)
+            photometric, width, height = int(page.photometric), int(page.imagewidth), int(page.imagelength)
+            codec_missing = page.compression not in tifffile.TIFF.DECOMPRESSORS or (
+                page.predictor != 1 and page.predictor not in tifffile.TIFF.UNPREDICTORS
+            )
+            compression = getattr(page.compression, "name", str(page.compression))
+            n_frames = len(tif.pages)
+        except Exception:  # a directory tifffile cannot make sense of: Pillow gets the file and reports it
             return None
-        _check_size(path, int(page.imagewidth), int(page.imagelength), max_pixels)
-        codec_missing = page.compression not in tifffile.TIFF.DECOMPRESSORS or (
-            page.predictor != 1 and page.predictor not in tifffile.TIFF.UNPREDICTORS
-        )
+        if sample_format != 1 or bits > 16:
+            kind = _TIFF_SAMPLE_FORMATS.get(sample_format, f"sample format {sample_format}")
+            raise RestoreKitError(f"{path}: {bits}-bit {kind} TIFF images are not supported; {_SUPPORTED_KINDS}")
+        if bits not in (8, 16) or photometric not in (0, 1, 2):
+            return None
+        _check_size(path, width, height, max_pixels)
         if codec_missing:
             if bits == 8 or page.samplesperpixel == 1:
                 return None  # Pillow decodes these without loss
             raise RestoreKitError(
-                f"{path}: 16-bit colour TIFF with {page.compression.name} compression needs the 'imagecodecs' "
+                f"{path}: 16-bit colour TIFF with {compression} compression needs the 'imagecodecs' "
                 "package (pip install imagecodecs); or re-save it uncompressed or with ZIP/deflate"
             )
         try:
@@ -357,7 +422,7 @@ def _read_tiff(path: Path, max_pixels: int | None) -> _Decoded | None:
             samples=samples,
             bit_depth=bits,
             orientation=orientation if 1 <= orientation <= 8 else 1,
-            frames=len(tif.pages),
+            frames=n_frames,
             premultiplied=has_alpha and extras[0] == 1,
         )
 

@@ -1,5 +1,6 @@
 """Batch restoration of files: outputs planned (and refused) before any work, reading, inference and
-writing overlapped, one bad file reported without stopping the batch."""
+writing overlapped, one bad file reported without stopping the batch. An interrupted batch (Ctrl-C)
+keeps the outputs already written (each written atomically) and says how to continue."""
 
 from __future__ import annotations
 
@@ -28,28 +29,72 @@ class BatchReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"{path}: {why}" for path, why in self.failed]
+        lines = [f"{path}: {_reason(path, why)}" for path, why in self.failed]
         rate = len(self.done) / self.seconds if self.seconds else 0.0
         lines.append(f"restored {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)} "
                      f"in {self.seconds:.1f} s ({rate:.2f} images/s)")
         return "\n".join(lines)
 
 
+def _reason(path: Path, why: str) -> str:
+    """The message without its leading ``path:`` (read_image's errors name the file themselves)."""
+    prefix = f"{path}: "
+    return why.removeprefix(prefix)
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM through the CLI) during a batch, after the writes in flight finished;
+    ``report`` holds what was done. Outputs are complete files or absent, never partial."""
+
+    def __init__(self, report: BatchReport, total: int) -> None:
+        super().__init__(f"interrupted after {len(report.done)} of {total} images")
+        self.report, self.total = report, total
+
+
+def check_options(options: Any, model: nn.Module | None = None) -> None:
+    """Inference options checked before any work: device, precision, tile, overlap, tile batch, and
+    with a model, its task and size multiple. Raises RestoreKitError saying what would be valid."""
+    from .inference import InferenceOptions, model_spec, resolve_device
+    from .inference import check_options as check_inference_options
+
+    options = options or InferenceOptions()
+    check_inference_options(options, resolve_device(options.device))
+    tile, overlap = options.tile, options.overlap
+    if tile is not None and overlap is not None and 2 * overlap > tile:
+        raise RestoreKitError(f"tile {tile} is smaller than twice the overlap {overlap}; "
+                              f"use tile >= {2 * overlap} or overlap <= {tile // 2}")
+    if model is not None:
+        spec = model_spec(model, options.task)
+        if tile is not None and spec.fixed is None and tile < spec.multiple:
+            raise RestoreKitError(f"tile {tile} is smaller than model {spec.info.name}'s size multiple "
+                                  f"{spec.multiple}; use a tile >= {spec.multiple}")
+        effective = tile // spec.multiple * spec.multiple if tile is not None and spec.fixed is None else None
+        if effective is not None and overlap is not None and 2 * overlap > effective:
+            raise RestoreKitError(f"tile {tile} (rounded down to {effective}, a multiple of model {spec.info.name}'s "
+                                  f"size multiple {spec.multiple}) is smaller than twice the overlap {overlap}; "
+                                  f"use overlap <= {effective // 2}")
+
+
 def plan_outputs(inputs: list[str], output: str | Path, *, recursive: bool = False, overwrite: bool = False,
                  skip_existing: bool = False) -> list[Job]:
-    """Map inputs to output paths (same names), refusing existing outputs unless told otherwise."""
-    from .io import WRITE_EXTENSIONS, list_images
+    """Map inputs to output paths (same names; formats that cannot be written, such as GIF and WebP,
+    become PNG), refusing existing outputs unless told otherwise."""
+    from .io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, list_images
 
     output = Path(output)
     files = list_images(inputs, recursive=recursive)
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-    if single_file and output.suffix.lower() in WRITE_EXTENSIONS and not output.is_dir():
+    suffix = output.suffix.lower()
+    if single_file and suffix in IMAGE_EXTENSIONS and suffix not in WRITE_EXTENSIONS and not output.is_dir():
+        raise RestoreKitError(f"{output}: cannot write '{output.suffix}' files; use one of "
+                              f"{', '.join(sorted(WRITE_EXTENSIONS))}")
+    if single_file and suffix in WRITE_EXTENSIONS and not output.is_dir():
         jobs = [Job(files[0], output)]
     else:
         if output.exists() and not output.is_dir():
             raise RestoreKitError(f"{output}: exists and is not a folder; several inputs need an output folder")
         roots = [Path(i) for i in inputs if Path(i).is_dir()]
-        jobs = [Job(f, output / _relative(f, roots)) for f in files]
+        jobs = [Job(f, output / _writable(_relative(f, roots))) for f in files]
     if output.suffix.lower() in WRITE_EXTENSIONS and not single_file:
         raise RestoreKitError(f"{output}: several inputs need an output folder, not a file name")
     seen: dict[Path, Path] = {}
@@ -68,6 +113,12 @@ def plan_outputs(inputs: list[str], output: str | Path, *, recursive: bool = Fal
     return jobs
 
 
+def _writable(name: Path) -> Path:
+    from .io import WRITE_EXTENSIONS
+
+    return name if name.suffix.lower() in WRITE_EXTENSIONS else name.with_suffix(".png")
+
+
 def _relative(path: Path, roots: list[Path]) -> Path:
     for root in roots:
         try:
@@ -78,14 +129,19 @@ def _relative(path: Path, roots: list[Path]) -> Path:
 
 
 def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | None = None, options: Any = None,
-                  bit_depth: int | None = None, overwrite: bool = False, progress: bool = True) -> BatchReport:
+                  bit_depth: int | None = None, overwrite: bool = False, progress: bool = True,
+                  max_pixels: int | None | str = "default") -> BatchReport:
+    """Restore each job's image to its output; a file that fails is reported in the result and the
+    batch goes on. ``max_pixels`` (None: no limit; "default": read_image's) refuses larger images
+    before decoding them."""
     from tqdm import tqdm
 
     from .api import match_channels
     from .inference import restore_tensor
-    from .io import image_to_tensor, read_image, tensor_to_image, write_image
+    from .io import current_pixel_limit, image_to_tensor, read_image, tensor_to_image, write_image
     from .pretrained import resolve_model
 
+    limit = current_pixel_limit() if max_pixels == "default" else max_pixels  # resolved here: threads read
     report = BatchReport()
     todo = [j for j in jobs if overwrite or not j.dst.exists()]
     report.skipped = [j.src for j in jobs if j not in todo]
@@ -97,16 +153,21 @@ def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | N
             models[key] = resolve_model(model, weights, channels=channels)
         return models[key]
 
+    check_options(options)
     if model or weights:
-        model_for(3)  # a bad model or weights file fails before any image is read
+        check_options(options, model_for(3))  # a bad model, weights file or option fails before any image is read
+
+    def read(path: Path) -> Any:
+        return read_image(path, max_pixels=limit)
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        reads: list[Future] = [pool.submit(read_image, j.src) for j in todo[:2]]
-        writes: list[tuple[Job, Future]] = []
+    pool = ThreadPoolExecutor(max_workers=2)
+    reads: list[Future] = [pool.submit(read, j.src) for j in todo[:2]]
+    writes: list[tuple[Job, Future]] = []
+    try:
         for i, job in enumerate(tqdm(todo, desc="restore", unit="img", disable=not progress)):
             if i + 2 < len(todo):
-                reads.append(pool.submit(read_image, todo[i + 2].src))
+                reads.append(pool.submit(read, todo[i + 2].src))
             try:
                 img = reads[i].result()
                 reads[i] = None  # type: ignore[call-overload]
@@ -122,6 +183,17 @@ def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | N
                 report.failed.append((job.src, str(exc)))
             writes = _collect(writes, report, wait=False)
         _collect(writes, report, wait=True)
+    except KeyboardInterrupt:
+        for fut in reads:
+            if fut is not None:
+                fut.cancel()
+        finished = set(report.done)
+        # writes already queued finish (complete files, kept); a Ctrl-C inside _collect may have counted some
+        _collect([(j, f) for j, f in writes if j.dst not in finished], report, wait=True)
+        report.seconds = time.perf_counter() - start
+        raise BatchInterrupted(report, len(todo)) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -8,6 +8,7 @@ returns a :class:`Converted` (or ``None`` when the layout is not its own). ``.pt
 from __future__ import annotations
 
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -59,14 +60,20 @@ _WRAPPER_KEYS = ("state_dict", "params", "params_ema", "model", "net", "model_st
 def read_pth(path: Path) -> dict[str, torch.Tensor]:
     """Load a ``.pth`` state dict without executing code; unwrap training wrappers and ``module.``."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4…": noise for the user
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RestoreKitError(
-            f"{path}: refused, loading it would execute code from the file (pickled objects beyond tensors): {first}"
+            f"{path}: refused: the file holds pickled objects beyond tensors, and loading them would execute code "
+            f"from the file ({_unpickling_reason(exc)}); restorekit reads .pth files with weights_only=True only. "
+            "If you trust its source, re-save the model's state_dict() (tensors only) and convert that"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise RestoreKitError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # a truncated, corrupt or foreign file: the parsers raise anything (KeyError, …)
+        first = str(exc).strip().splitlines()[0].split(". This is an internal")[0] if str(exc).strip() else ""
+        if not isinstance(exc, (RuntimeError, OSError, ValueError, EOFError)) or not first:
+            first = f"{type(exc).__name__} {first}".strip()  # KeyError 101 says little on its own
+        raise RestoreKitError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
         if inner is None:
@@ -78,6 +85,20 @@ def read_pth(path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
     return tensors
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    """The specific part of torch's weights-only refusal ("Unsupported global: GLOBAL posix.system was not
+    an allowed global by default"), without its advice to load with weights_only=False."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+    else:
+        rest = [line.strip() for line in text.splitlines() if "GLOBAL" in line or "Unsupported" in line]
+    if not rest:
+        return "objects other than tensors"
+    return rest[0].split(". ")[0].rstrip(".")
 
 
 def convert_file(path: str | Path, *, fmt: str | None = None) -> Converted:
@@ -94,13 +115,25 @@ def convert_file(path: str | Path, *, fmt: str | None = None) -> Converted:
     else:
         raise RestoreKitError(f"{path}: unknown checkpoint type {suffix!r} (expected .mat, .pth, .pt)")
     tried = []
-    for name, fn in candidates:
-        if fmt is not None and name != fmt:
-            continue
-        tried.append(name)
-        result = fn(obj, path)
-        if result is not None:
-            return result
+    try:
+        for name, fn in candidates:
+            if fmt is not None and name != fmt:
+                continue
+            tried.append(name)
+            try:
+                result = fn(obj, path)
+            except RestoreKitError:
+                raise
+            except Exception as exc:  # a malformed file (wrong shapes, types, structure) met a converter's assumptions
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise RestoreKitError(f"{path}: malformed checkpoint: the {name} converter cannot read it "
+                                      f"({type(exc).__name__}{': ' + first if first else ''})") from None
+            if result is not None:
+                return result
+    finally:
+        close = getattr(obj, "close", None)  # the .mat's HDF5 file
+        if callable(close):
+            close()
     if fmt is not None and not tried:
         names = sorted({n for n, _ in _PTH + _MAT})
         raise RestoreKitError(f"unknown format {fmt!r}; known: {', '.join(names)}")

@@ -320,7 +320,8 @@ class Trainer:
         except Exception as exc:  # a truncated or foreign file: say which
             raise RestoreKitError(f"{path}: cannot read the training state ({exc})") from None
 
-    def _load_state(self, state: dict[str, Any]) -> None:
+    def _load_weights_state(self, state: dict[str, Any]) -> None:
+        """Model, optimiser, EMA and GradScaler from a saved state (no counters, no RNG)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None:
@@ -329,36 +330,87 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if state["scaler"] is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self._load_weights_state(state)
         self.step = int(state["step"])
         self.best_psnr = float(state["best_psnr"])
         self.bad_steps = int(state["bad_steps"])
         self.wall_time = float(state["wall_time"])
         restore_rng(state["rng"])
 
+    def _state_is_finite(self) -> bool:
+        """Whether the weights, buffers, EMA weights and optimiser state are all finite."""
+        tensors: list[torch.Tensor] = list(self.model.state_dict().values())
+        if self.ema is not None:
+            tensors += list(self.ema.module.state_dict().values())
+        for per_param in self.optimizer.state.values():
+            tensors += [v for v in per_param.values() if isinstance(v, torch.Tensor)]
+        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+    def _ensure_finite_state(self) -> None:
+        """Non-finite weights or optimiser state (a step that overflowed) roll back to the last saved
+        state, ``state.pt``: the step counter and the data position go on, past the bad batches."""
+        if self._state_is_finite():
+            return
+        path = self.run_dir / STATE_FILE
+        if not path.is_file():
+            raise RestoreKitError(
+                f"training stopped at step {self.step}: the weights became non-finite and no checkpoint has been "
+                "saved yet to roll back to; lower optim.lr or set train.grad_clip"
+            )
+        state = self._read_state()
+        self._load_weights_state(state)
+        self.logger.message(f"step {self.step}: weights or optimiser state became non-finite; rolled back to the "
+                            f"state saved at step {int(state['step'])}")
+
     def save(self, *, best: bool = False) -> None:
-        """``last`` (and ``best``) weights and ``state.pt``, atomically, from rank 0."""
+        """``last`` (and ``best``) weights and ``state.pt``, atomically, from rank 0.
+
+        Non-finite weights are never saved over the last good checkpoint: they are rolled back first.
+        A failed write (a full disk) leaves the previous files whole and raises a RestoreKitError.
+        """
+        self._ensure_finite_state()
+        error = None
         if self.main:
-            meta = {
-                "run": self.run_dir.name,
-                "config": self.cfg.to_dict(),
-                "step": self.step,
-                "epoch": self.step // self.steps_per_epoch,
-                "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
-                "val_psnr": self.last_val[0] if self.last_val else None,
-                "val_ssim": self.last_val[1] if self.last_val else None,
-                "wall_time": round(self.wall_time, 3),
-                "hardware": hardware(),
-                "world_size": self.dist.world_size,
-            }
-            for name in ("last", "best") if best else ("last",):
-                if self.ema is not None:
-                    save_checkpoint(self.run_dir / f"{name}.safetensors", self.ema.module, metadata={**meta, "weights": "ema"})
-                    save_checkpoint(self.run_dir / f"{name}-raw.safetensors", self.model, metadata={**meta, "weights": "raw"})
-                else:
-                    save_checkpoint(self.run_dir / f"{name}.safetensors", self.model, metadata={**meta, "weights": "raw"})
-            state = self.state_dict()
-            atomic_write(self.run_dir / STATE_FILE, lambda p: torch.save(state, p))
-        distributed.barrier(self.dist)
+            try:
+                self._write_checkpoints(best)
+            except RestoreKitError as exc:  # e.g. a full disk: each file is written atomically
+                error = (f"checkpoint at step {self.step} not saved: {exc}; the previous checkpoint files are intact, "
+                         f"resume with: restorekit train --resume {self.run_dir}")
+        # every rank learns of a failed save (rank 0 alone writes), else the others would wait forever
+        error = distributed.broadcast_object(self.dist, error)
+        if error:
+            raise RestoreKitError(error)
+
+    def _write_checkpoints(self, best: bool) -> None:
+        meta = {
+            "run": self.run_dir.name,
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+            "val_psnr": self.last_val[0] if self.last_val else None,
+            "val_ssim": self.last_val[1] if self.last_val else None,
+            "wall_time": round(self.wall_time, 3),
+            "hardware": hardware(),
+            "world_size": self.dist.world_size,
+        }
+        for name in ("last", "best") if best else ("last",):
+            if self.ema is not None:
+                save_checkpoint(self.run_dir / f"{name}.safetensors", self.ema.module, metadata={**meta, "weights": "ema"})
+                save_checkpoint(self.run_dir / f"{name}-raw.safetensors", self.model, metadata={**meta, "weights": "raw"})
+            else:
+                save_checkpoint(self.run_dir / f"{name}.safetensors", self.model, metadata={**meta, "weights": "raw"})
+        state = self.state_dict()
+
+        def write_state(tmp: Path) -> None:
+            try:
+                torch.save(state, tmp)
+            except RuntimeError as exc:  # torch's zip writer reports a full disk this way
+                raise OSError(f"{str(exc).splitlines()[0]}") from exc
+
+        atomic_write(self.run_dir / STATE_FILE, write_state)
 
     # ----------------------------------------------------------------- one step
 
@@ -419,6 +471,7 @@ class Trainer:
             x, y = self._to_device(inp), target.to(self.device, non_blocking=True)
             if t.mixup is not None and epoch >= t.mixup.start_epoch:
                 x, y = self._mixup(x, y, step, local)
+            buffers = self._snapshot_buffers()
             out, feats = self._forward(self.net, x, task, features=self.feature_loss is not None)
             loss = self.loss_fn(out, y) if self.loss_fn is not None else 0.0
             if self.feature_loss is not None:
@@ -427,13 +480,18 @@ class Trainer:
             (bad,) = distributed.any_flag(self.dist, bad)
             if not bad:
                 self.scaler.scale(loss).backward()
+                # fp16: the scaler skips the update itself; otherwise a non-finite gradient is a bad step,
+                # checked before the optimiser sees it (Adam's moments would keep a NaN for good)
                 if t.grad_clip:
                     self.scaler.unscale_(self.optimizer)
                     norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                    # fp16: the scaler skips the update itself; otherwise a non-finite gradient is a bad step
                     bad = not self.scaler.is_enabled() and not bool(torch.isfinite(norm))
+                elif not self.scaler.is_enabled():
+                    grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+                    bad = bool(grads) and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
             if bad:
                 self.optimizer.zero_grad(set_to_none=True)
+                self._restore_buffers(buffers)  # the bad forward's BatchNorm statistics are undone too
                 skipped += 1
                 continue
             self.scaler.step(self.optimizer)
@@ -443,6 +501,17 @@ class Trainer:
                 self.ema.update(self.model)
             losses.append(float(loss.detach()))
         return losses, skipped
+
+    def _snapshot_buffers(self) -> list[torch.Tensor] | None:
+        """Copies of the model's buffers (BatchNorm running statistics, which a forward pass updates)."""
+        buffers = list(self.model.buffers())
+        return [b.detach().clone() for b in buffers] if buffers else None
+
+    @torch.no_grad()
+    def _restore_buffers(self, saved: list[torch.Tensor] | None) -> None:
+        if saved is not None:
+            for b, s in zip(self.model.buffers(), saved):
+                b.copy_(s)
 
     # ----------------------------------------------------------------- validation
 
@@ -505,6 +574,7 @@ class Trainer:
             return
         self.bad_steps += skipped
         self.logger.message(f"step {self.step}: non-finite loss or gradient, update skipped ({self.bad_steps} in a row)")
+        self._ensure_finite_state()  # a NaN loss from NaN weights: the last good state comes back
         if t.on_nan == "stop" or self.bad_steps >= t.max_bad_steps:
             self.save()
             raise RestoreKitError(
