@@ -20,8 +20,9 @@ import itertools
 import math
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +36,10 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Families whose models take exactly ``model.patch_size``² inputs (a fixed-size fold in the body).
 FIXED_SIZE_FAMILIES = frozenset({"ipt"})
-# Receptive fields up to this radius are measured exactly; wider ones (and global pooling or
-# normalisation, which make them unbounded) get an effective radius: gradient above 1e-3 of its peak.
-_EXACT_PROBE = 64
-_WIDE_PROBE = 128
+# Receptive-field bounds up to this are used as they are; wider ones are probed on images of at most
+# _PROBE_SIZE² pixels, where an unbounded field gets an effective radius (gradient > 1e-3 of its peak).
+_EXACT_BOUND = 24
+_PROBE_SIZE = 128
 _EFFECTIVE_THRESHOLD = 1e-3
 
 
@@ -105,8 +106,9 @@ def model_metadata(model: nn.Module) -> ModelInfo:
 
 
 @dataclass(frozen=True)
-class _Spec:
-    """What one call needs from the model: resolved task, its scale, and size constraints."""
+class ModelSpec:
+    """What one call needs from a model: its metadata, the resolved task and its scale, the size
+    multiple, and ``fixed`` (the one input size of fixed-size models such as IPT, else None)."""
 
     info: ModelInfo
     task: str | None
@@ -115,7 +117,8 @@ class _Spec:
     fixed: int | None
 
 
-def _spec(model: nn.Module, task: str | None) -> _Spec:
+def model_spec(model: nn.Module, task: str | None) -> ModelSpec:
+    """Resolve ``task`` against the model's tasks (user errors name the valid ones) and read its sizes."""
     info = model_metadata(model)
     scale = info.scale
     if info.tasks:
@@ -139,7 +142,7 @@ def _spec(model: nn.Module, task: str | None) -> _Spec:
     if info.family in FIXED_SIZE_FAMILIES:
         fixed = int(getattr(model, "patch_size", multiple))
         multiple = fixed
-    return _Spec(info, task if info.tasks else None, int(scale), multiple, fixed)
+    return ModelSpec(info, task if info.tasks else None, int(scale), multiple, fixed)
 
 
 def _check_image(x: Any, info: ModelInfo) -> None:
@@ -167,7 +170,7 @@ def _check_image(x: Any, info: ModelInfo) -> None:
         raise RestoreKitError(f"model {info.name} takes {want}-channel images, got {c} channels")
 
 
-def _check_options(options: InferenceOptions, device: torch.device) -> None:
+def check_options(options: InferenceOptions, device: torch.device) -> None:
     if options.precision not in PRECISIONS:
         raise RestoreKitError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
     if options.precision == "fp16" and device.type != "cuda":
@@ -251,24 +254,25 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 # Prepared copies, per original model (weakly: they go when the model goes) and per configuration;
 # a copy is rebuilt when the original's weights change (tensor version counters).
-_PREPARED: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[tuple, nn.Module]]]" = weakref.WeakKeyDictionary()
+_PREPARED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[tuple, nn.Module]]] = weakref.WeakKeyDictionary()
 
 
 def _fingerprint(model: nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
 
 
-def _has_foldable_bn(model: nn.Module) -> bool:
+def has_foldable_batchnorm(model: nn.Module) -> bool:
+    """Whether :func:`fold_batchnorm` would change anything (a Conv2d → BatchNorm2d pair in a Sequential)."""
     for module in model.modules():
         if isinstance(module, nn.Sequential):
             children = list(module)
-            for a, b in zip(children, children[1:]):
+            for a, b in itertools.pairwise(children):
                 if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b.track_running_stats:
                     return True
     return False
 
 
-def _uses_channels_last(options: InferenceOptions, device: torch.device) -> bool:
+def uses_channels_last(options: InferenceOptions, device: torch.device) -> bool:
     # Measured on an AVX-512-BF16 EPYC: bf16 autocast convolutions are ~2× faster in channels_last
     # than NCHW (oneDNN's blocked bf16 kernels), so bf16 on CPU always uses it.
     return options.channels_last or (options.precision == "bf16" and device.type == "cpu")
@@ -277,8 +281,8 @@ def _uses_channels_last(options: InferenceOptions, device: torch.device) -> bool
 def _inner_model(model: nn.Module, options: InferenceOptions, device: torch.device) -> tuple[nn.Module, bool]:
     """(module to run, borrowed?): the model itself when nothing needs changing, else a cached copy."""
     tensors = list(itertools.chain(model.parameters(), model.buffers()))
-    fold = options.fold_bn and _has_foldable_bn(model)
-    channels_last = _uses_channels_last(options, device)
+    fold = options.fold_bn and has_foldable_batchnorm(model)
+    channels_last = uses_channels_last(options, device)
     moved = any(t.device != device for t in tensors)
     cast = any(t.is_floating_point() and t.dtype != torch.float32 for t in tensors)
     if not (fold or channels_last or moved or cast or options.compile):
@@ -308,12 +312,12 @@ def prepare_model(model: nn.Module, options: InferenceOptions | None = None) -> 
     """
     options = options or InferenceOptions()
     device = resolve_device(options.device)
-    _check_options(options, device)
-    spec = _spec(model, options.task)
+    check_options(options, device)
+    spec = model_spec(model, options.task)
     inner, borrowed = _inner_model(model, options, device)
     return RestoreModule(
         inner, spec.info, task=spec.task, autocast=PRECISIONS[options.precision],
-        channels_last=_uses_channels_last(options, device), borrowed=borrowed,
+        channels_last=uses_channels_last(options, device), borrowed=borrowed,
     )
 
 
@@ -321,53 +325,93 @@ def prepare_model(model: nn.Module, options: InferenceOptions | None = None) -> 
 # receptive field
 
 
-_RADIUS: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+_RADIUS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, int]] = weakref.WeakKeyDictionary()
 
 
-def receptive_radius(model: nn.Module, *, task: str | None = None) -> int:
-    """Receptive-field radius in input pixels, measured by back-propagating from one output pixel.
+def receptive_radius(model: nn.Module, *, task: str | None = None, device: torch.device | None = None) -> int:
+    """Receptive-field radius in input pixels (cached per model and weights).
 
-    Exact (the gradient is exactly zero outside the field) when the field fits a 64-pixel probe; beyond
-    that, and for models with global pooling or normalisation (unbounded fields), the effective radius
-    on a 128-pixel probe: the farthest input whose gradient exceeds 1e-3 of the largest. Cached per model.
+    First an upper bound from the convolution and pooling layers' kernel, dilation and stride (exact for
+    plain stacks such as DnCNN, whose result is then used as is). Wider bounds are checked by back-
+    propagating from one output pixel on a probe image: the exact support when it fits the probe, else,
+    for very wide or unbounded fields (global pooling or normalisation), the effective radius: the
+    farthest input whose gradient of the residual (output − input) exceeds 1e-3 of its peak. The probe
+    runs on ``device`` (a prepared fp32 copy there when the model lives elsewhere).
     """
+    fingerprint = _fingerprint(model)
     cached = _RADIUS.get(model)
-    if cached is not None:
-        return cached
-    spec = _spec(model, task)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    spec = model_spec(model, task)
     if spec.fixed is not None:
-        radius = spec.fixed // 12  # global within a patch; this gives IPT's reference shave of 12 px at 48
+        radius = spec.fixed // 12  # global within a patch; overlap 3r is IPT's reference shave of 12 px at 48
     else:
-        wrapper = RestoreModule(model, spec.info, task=spec.task, borrowed=True)
-        radius = _probe(wrapper, spec, _EXACT_PROBE, exact=True)
-        if radius is None:
-            radius = _probe(wrapper, spec, _WIDE_PROBE, exact=False)
-    _RADIUS[model] = int(radius)  # type: ignore[arg-type]
-    return int(radius)  # type: ignore[arg-type]
+        here = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+        if device is None or device == here:
+            wrapper = RestoreModule(model, spec.info, task=spec.task, borrowed=True)
+        else:
+            wrapper = prepare_model(model, InferenceOptions(device=str(device), task=task))
+        bound = _conv_bound(wrapper, spec)
+        radius = bound
+        if bound > _EXACT_BOUND:
+            radius = min(bound, _probe(wrapper, spec, min(2 * bound + 2, _PROBE_SIZE)))
+    _RADIUS[model] = (fingerprint, radius)
+    return radius
 
 
-def _probe(wrapper: RestoreModule, spec: _Spec, size: int, *, exact: bool) -> int | None:
-    size = _round_up(size, spec.multiple)
-    channels = spec.info.channels or 3
+def _probe_input(wrapper: RestoreModule, spec: ModelSpec, size: int) -> torch.Tensor:
     device = next(itertools.chain(wrapper.parameters(), wrapper.buffers()), torch.empty(0)).device
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, channels, size, size, generator=gen).to(device)
+    return torch.rand(1, spec.info.channels or 3, size, size, generator=gen).to(device)
+
+
+def _conv_bound(wrapper: RestoreModule, spec: ModelSpec) -> int:
+    """Sum over convolution/pooling layers of their half-extent, in input pixels (strides counted).
+
+    An upper bound for any wiring of those layers; resampling (±1 pixel at its scale) is not counted.
+    """
+    size = round_up(32, spec.multiple)
+    total = 0.0
+
+    def hook(mod: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        step = size / out.shape[-1]  # input pixels per output pixel of this layer
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+            half = max((k - 1) * d for k, d in zip(mod.kernel_size, mod.dilation)) / 2
+            total += half * (step / mod.stride[-1] if isinstance(mod, nn.Conv2d) else step)
+        else:
+            k, s = mod.kernel_size, mod.stride
+            k, s = (k if isinstance(k, int) else max(k)), (s if isinstance(s, int) else max(s))
+            total += (k - 1) / 2 * step / s
+
+    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.AvgPool2d, nn.MaxPool2d)
+    handles = [m.register_forward_hook(hook) for m in wrapper.modules() if isinstance(m, layers)]
+    try:
+        with torch.no_grad():
+            wrapper(_probe_input(wrapper, spec, size))
+    finally:
+        for h in handles:
+            h.remove()
+    return math.ceil(total)
+
+
+def _probe(wrapper: RestoreModule, spec: ModelSpec, size: int) -> int:
+    size = round_up(size, spec.multiple)
+    x = _probe_input(wrapper, spec, size)
+    c = size // 2
     with torch.inference_mode(False), torch.enable_grad():
         x.requires_grad_(True)
         y = wrapper(x)
-        c = size // 2
-        (grad,) = torch.autograd.grad(y[..., c * spec.scale, c * spec.scale].sum(), x)
+        # The residual, so that a model's identity skip does not dwarf everything else.
+        r = y[..., c, c] - x[..., c, c] if spec.scale == 1 else y[..., c * spec.scale, c * spec.scale]
+        (grad,) = torch.autograd.grad(r.sum(), x)
     g = grad.detach().abs().sum((0, 1)).float().cpu()
-    limit = size // 2 - 1
-    if exact:
-        support = g > 0
-    else:
-        support = g > _EFFECTIVE_THRESHOLD * g.max()
-    idx = support.nonzero()
-    radius = int((idx - c).abs().max()) if len(idx) else 0
-    if exact and radius >= limit:
-        return None
-    return min(radius, limit)
+    exact = (g > 0).nonzero()
+    radius = int((exact - c).abs().max()) if len(exact) else 0
+    if radius < c - 1:
+        return radius
+    effective = (g > _EFFECTIVE_THRESHOLD * g.max()).nonzero()
+    return int((effective - c).abs().max()) if len(effective) else 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -398,7 +442,7 @@ class TilePlan:
         return len(self.ys) * len(self.xs)
 
 
-def _round_up(n: int, m: int) -> int:
+def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
@@ -420,11 +464,11 @@ def split_overlap(overlap: int) -> tuple[int, int]:
 def plan_tiles(height: int, width: int, *, tile: int | None, overlap: int, multiple: int = 1, scale: int = 1) -> TilePlan:
     """Tile layout for an image; ``tile=None`` is one tile covering the image padded to ``multiple``."""
     if tile is None:
-        th, tw = _round_up(height, multiple), _round_up(width, multiple)
+        th, tw = round_up(height, multiple), round_up(width, multiple)
         return TilePlan(height, width, th, tw, (0,), (0,), 0, 0, scale)
     tile = tile // multiple * multiple
-    th = tile if height > tile else _round_up(height, multiple)
-    tw = tile if width > tile else _round_up(width, multiple)
+    th = tile if height > tile else round_up(height, multiple)
+    tw = tile if width > tile else round_up(width, multiple)
     margin, ramp = split_overlap(overlap)
     return TilePlan(height, width, th, tw, tile_starts(height, th, overlap), tile_starts(width, tw, overlap),
                     margin, ramp, scale)
@@ -445,7 +489,7 @@ def _window(length: int, lead: bool, trail: bool, margin: int, ramp: int) -> tor
     return w
 
 
-def _pad_to(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def pad_to_size(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Pad bottom/right to h×w: reflection where the image is larger than the pad, else replication."""
     for dim, size in ((-2, h), (-1, w)):
         pad = size - t.shape[dim]
@@ -485,7 +529,9 @@ def _with_ensemble(run: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[tor
 # the one entry point
 
 
-def resolve_overlap(model: nn.Module, spec: _Spec, tile: int, overlap: int | None) -> int:
+def resolve_overlap(
+    model: nn.Module, spec: ModelSpec, tile: int, overlap: int | None, device: torch.device | None = None
+) -> int:
     """The user's overlap (validated against ``tile``) or the automatic one: 3 × receptive radius,
     at most half the tile (with a warning: such tiles are too small for exact results)."""
     if overlap is not None:
@@ -494,12 +540,12 @@ def resolve_overlap(model: nn.Module, spec: _Spec, tile: int, overlap: int | Non
                 f"tile {tile} is smaller than twice the overlap {overlap}; use tile >= {2 * overlap} or overlap <= {tile // 2}"
             )
         return overlap
-    radius = receptive_radius(model, task=spec.task)
+    radius = receptive_radius(model, task=spec.task, device=device)
     auto = 3 * radius
     if 2 * auto > tile:
         warnings.warn(
             f"tile {tile} is small for model {spec.info.name} (receptive-field radius {radius}): overlap "
-            f"limited to {tile // 2}; tiles of at least {_round_up(2 * auto, spec.multiple)} give seam-free results",
+            f"limited to {tile // 2}; tiles of at least {round_up(2 * auto, spec.multiple)} give seam-free results",
             stacklevel=3,
         )
         auto = tile // 2
@@ -513,11 +559,11 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, options: InferenceOptions 
     size), runs as ``options`` say, crops back and clamps to [0, 1] unless ``options.clamp`` is False.
     """
     options = options or InferenceOptions()
-    spec = _spec(model, options.task)
+    spec = model_spec(model, options.task)
     _check_image(x, spec.info)
     device = resolve_device(options.device)
-    _check_options(options, device)
-    n, _, h, w = x.shape
+    check_options(options, device)
+    h, w = x.shape[-2:]
     tile = spec.fixed if spec.fixed is not None else options.tile
     if tile is not None and tile < spec.multiple:
         raise RestoreKitError(
@@ -527,7 +573,7 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, options: InferenceOptions 
     if tile is not None:
         tile = tile // spec.multiple * spec.multiple
         if h > tile or w > tile or options.overlap is not None:
-            overlap = resolve_overlap(model, spec, tile, options.overlap)
+            overlap = resolve_overlap(model, spec, tile, options.overlap, device)
     plan = plan_tiles(h, w, tile=tile, overlap=overlap, multiple=spec.multiple, scale=spec.scale)
 
     run: Callable[[torch.Tensor], torch.Tensor] = prepare_model(model, options)
@@ -547,24 +593,24 @@ def _run_tiles(
     n = x.shape[0]
     s = plan.scale
     oh, ow = plan.out_size
-    jobs = [(i, y0, x0) for i in range(n) for y0 in plan.ys for x0 in plan.xs]
     if plan.count == 1:
         outs = []
         for start in range(0, n, tile_batch):
-            batch = _pad_to(x[start:start + tile_batch].to(device), plan.tile_h, plan.tile_w)
+            batch = pad_to_size(x[start:start + tile_batch].to(device), plan.tile_h, plan.tile_w)
             outs.append(run(batch)[..., :oh, :ow].to(x.device))
-        return torch.cat(outs) if len(outs) > 1 else outs[0]
+        return torch.cat(outs)  # a fresh tensor even for one batch: never a view of the caller's input
 
     wy = {y0: _window(plan.tile_h * s, j == 0, j == len(plan.ys) - 1, plan.margin * s, plan.ramp * s)
           for j, y0 in enumerate(plan.ys)}
     wx = {x0: _window(plan.tile_w * s, j == 0, j == len(plan.xs) - 1, plan.margin * s, plan.ramp * s)
           for j, x0 in enumerate(plan.xs)}
+    jobs = [(i, y0, x0) for i in range(n) for y0 in plan.ys for x0 in plan.xs]
     out: torch.Tensor | None = None
     weight = torch.zeros(oh, ow, device=x.device)
     for start in range(0, len(jobs), tile_batch):
         batch = jobs[start:start + tile_batch]
         tiles = torch.cat([
-            _pad_to(x[i:i + 1, :, y0:y0 + plan.tile_h, x0:x0 + plan.tile_w].to(device), plan.tile_h, plan.tile_w)
+            pad_to_size(x[i:i + 1, :, y0:y0 + plan.tile_h, x0:x0 + plan.tile_w].to(device), plan.tile_h, plan.tile_w)
             for i, y0, x0 in batch
         ])
         y = run(tiles).to(x.device)

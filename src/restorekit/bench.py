@@ -1,0 +1,250 @@
+"""Inference speed: megapixels/s, achieved GFLOP/s against this machine's measured matmul peak, memory.
+
+FLOPs are counted (``torch.utils.flop_counter``) on one real pass through the inference path, not
+estimated; the peak is the best of several large matrix products in the same run and precision (see
+:func:`matmul_peak`), so "fraction of peak" compares like with like on the machine at hand. Peak memory is the process's
+resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) on CPU, and
+``torch.cuda.max_memory_allocated`` on CUDA, both relative to before the model ran.
+
+On CPU, ``precision="bf16"`` is autocast with channels_last weights and activations: on an AVX-512-BF16
+EPYC (no AMX) that was the fastest correct way for DnCNN, ~2× NCHW bf16 autocast and ~3.5× fp32 NCHW;
+converting the weights to bf16, ``torch.utils.mkldnn``, ``torch.jit.freeze`` and ``torch.compile`` were
+no faster (benchmarks/inference_speed.py compares them).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import RestoreKitError
+from .files import atomic_write_text
+from .inference import (
+    InferenceOptions,
+    check_options,
+    resolve_device,
+    restore_tensor,
+    uses_channels_last,
+)
+from .models import count_parameters, create_model, list_models, model_info
+
+DEFAULT_MODELS = ("dncnn-s-folded", "durn-p", "mprnet-derain")
+_MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def peak_kernels(precision: str, device: str | torch.device = "cpu", n: int = 2048) -> list[Callable[[], Any]]:
+    """n×n×n matrix products in ``precision`` (2n³ FLOPs each): ``torch.matmul`` and, on CPU, the same
+    product as a 1×1 channels_last convolution. The first goes to MKL, which on AMD processors runs
+    fp32 at a fraction of the oneDNN kernels that convolutions use: matmul alone understates the machine.
+    """
+    dev = torch.device(device)
+    dtype = _MATMUL_DTYPES[precision]
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dev, dtype)
+    b = torch.randn(n, n, generator=gen).to(dev, dtype)
+    kernels: list[Callable[[], Any]] = [lambda: torch.matmul(a, b)]
+    side = 1 << (n.bit_length() // 2)
+    if dev.type == "cpu" and n % side == 0:
+        image = a.T.reshape(1, n, side, n // side).contiguous(memory_format=torch.channels_last)
+        weight = b.reshape(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
+        kernels.append(lambda: F.conv2d(image, weight))
+    return kernels
+
+
+def matmul_peak(precision: str, device: str | torch.device = "cpu", *, n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s over ``repeats`` rounds of :func:`peak_kernels` (the faster kernel counts)."""
+    dev = torch.device(device)
+    kernels = peak_kernels(precision, dev, n)
+    for fn in kernels:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        for fn in kernels:
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def count_flops(model: torch.nn.Module, x: torch.Tensor, options: InferenceOptions) -> int:
+    """FLOPs (2 per multiply-add) of matmuls and convolutions in one ``restore_tensor`` call."""
+    with FlopCounterMode(display=False) as counter:
+        restore_tensor(model, x, options)
+    return int(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def proc_status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS (Linux ≥ 4.0)
+        return True
+    except OSError:
+        return False
+
+
+class _PeakMemory:
+    """Peak memory of a block in MB above its start: RSS high-water mark on CPU, allocator peak on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mb: float | None = None
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._ok = reset_peak_rss()
+            self._base = proc_status_kb("VmRSS") or 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        elif self._ok:
+            peak = proc_status_kb("VmHWM")
+            self.mb = None if peak is None else max(0, peak - self._base) / 1024
+
+
+def run_bench(
+    models: Sequence[str] | None = None,
+    *,
+    size: tuple[int, int] = (512, 512),
+    precisions: Iterable[str] = ("fp32", "bf16"),
+    channels_last_options: Iterable[bool] = (False, True),
+    device: str = "cpu",
+    repeats: int = 3,
+    warmup: int = 1,
+    peak_size: int = 2048,
+    tile: int | None = None,
+) -> list[dict[str, Any]]:
+    """Time every model × precision × layout on a random ``size`` image through :func:`restore_tensor`.
+
+    Combinations that run identically (bf16 on CPU always uses channels_last) are measured once. Each row:
+    model, device, precision, channels_last, size, ms (best), ms_median, mpix_per_s, gflop (per image),
+    gflops (achieved), peak_gflops (matmul, same precision), fraction_of_peak, peak_mem_mb, params.
+    """
+    names = list(models) if models else list(DEFAULT_MODELS)
+    known = set(list_models())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RestoreKitError(f"unknown model(s) {', '.join(unknown)}; `restorekit models` lists them")
+    precisions = list(precisions)
+    if repeats < 1 or warmup < 0:
+        raise RestoreKitError("repeats must be >= 1 and warmup >= 0")
+    dev = resolve_device(device)
+    for p in precisions:  # every combination is checked before any time is spent
+        check_options(InferenceOptions(precision=p), dev)
+    peaks = {p: matmul_peak(p, dev, n=peak_size) for p in precisions}
+    h, w = size
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        info = model_info(name)
+        torch.manual_seed(0)
+        model = create_model(name)
+        x = torch.rand(1, info.channels, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+        task = info.tasks[0] if len(info.tasks) > 1 else None
+        flops = count_flops(model, x, InferenceOptions(device=str(dev), task=task, tile=tile))
+        seen: set[tuple[str, bool]] = set()
+        for precision in precisions:
+            for cl in channels_last_options:
+                options = InferenceOptions(precision=precision, channels_last=cl, device=str(dev), task=task, tile=tile)
+                layout = uses_channels_last(options, dev)
+                if (precision, layout) in seen:
+                    continue
+                seen.add((precision, layout))
+                for _ in range(warmup):
+                    restore_tensor(model, x, options)
+                times = []
+                with _PeakMemory(dev) as mem:
+                    for _ in range(repeats):
+                        _sync(dev)
+                        t0 = time.perf_counter()
+                        restore_tensor(model, x, options)
+                        _sync(dev)
+                        times.append(time.perf_counter() - t0)
+                best = min(times)
+                gflops = flops / best / 1e9
+                rows.append({
+                    "model": name, "device": str(dev), "precision": precision, "channels_last": layout,
+                    "size": [h, w], "ms": best * 1e3, "ms_median": statistics.median(times) * 1e3,
+                    "mpix_per_s": h * w / best / 1e6, "gflop": flops / 1e9, "gflops": gflops,
+                    "peak_gflops": peaks[precision], "fraction_of_peak": gflops / peaks[precision],
+                    "peak_mem_mb": mem.mb, "params": count_parameters(model), "threads": torch.get_num_threads(),
+                })
+    # Measured again at the end: on a shared machine either moment may be the quieter one.
+    for p in precisions:
+        peaks[p] = max(peaks[p], matmul_peak(p, dev, n=peak_size))
+    for r in rows:
+        r["peak_gflops"] = peaks[r["precision"]]
+        r["fraction_of_peak"] = r["gflops"] / r["peak_gflops"]
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A fixed-width text table of :func:`run_bench` rows."""
+    head = ("model", "device", "prec", "layout", "size", "ms", "MP/s", "GFLOP", "GFLOP/s", "peak", "%peak", "mem MB")
+    lines = []
+    for r in rows:
+        mem = "n/a" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:.0f}"
+        lines.append((
+            r["model"], r["device"], r["precision"], "NHWC" if r["channels_last"] else "NCHW",
+            f"{r['size'][0]}x{r['size'][1]}", f"{r['ms']:.1f}", f"{r['mpix_per_s']:.3f}", f"{r['gflop']:.1f}",
+            f"{r['gflops']:.1f}", f"{r['peak_gflops']:.0f}", f"{100 * r['fraction_of_peak']:.0f}%", mem,
+        ))
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+    fmt = lambda cells: "  ".join(str(c).rjust(wd) if i >= 4 else str(c).ljust(wd)
+                                  for i, (c, wd) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(head), fmt(["-" * wd for wd in widths])] + [fmt(line) for line in lines])
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures depend on: CPU, torch version and threads, CUDA device."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Rows plus :func:`machine_info`, as JSON, written atomically."""
+    return atomic_write_text(path, json.dumps({"machine": machine_info(), "rows": list(rows)}, indent=2) + "\n")
