@@ -71,3 +71,15 @@ def test_fold_batchnorm_keeps_outputs():
     assert count_parameters(folded) == 555_137
     x = torch.rand(2, 1, 24, 20)
     assert (model(x) - folded(x)).abs().max() < 1e-5
+
+
+def test_dncnn_starts_near_identity_like_the_reference_init():
+    # Tiny BN scales (SaoYan/MatConvNet init): an untrained DnCNN predicts almost no noise, which is
+    # what makes its early training fast.
+    torch.manual_seed(0)
+    model = rk.create_model("dncnn-s").eval()
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(m.weight.abs().max() <= 0.025 for m in bn)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert (model(x) - x).abs().mean() < 0.05
