@@ -191,3 +191,10 @@ def test_python_api_types(weights):
     t = torch.from_numpy(arr)[None, None]
     out = rk.restore(t, weights=weights)
     assert isinstance(out, torch.Tensor) and out.shape == t.shape
+
+
+def test_recipes_listed(capsys):
+    code, out, _ = run(capsys, "recipes")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"dncnn-s-25", "dncnn-b", "default-gray", "mprnet-derain", "durn-p-gaussian"} <= set(names)

@@ -73,3 +73,13 @@ def load_recipe(name: str) -> dict[str, Any]:
 
 
 __all__ = ["RECIPE_DIR", "find_recipe", "list_recipes", "load_recipe", "resolve_bases"]
+
+
+def describe_recipes() -> str:
+    """One line per shipped recipe: name, model and description."""
+    lines = []
+    for name in list_recipes():
+        data = load_recipe(name)
+        model = (data.get("model") or {}).get("name", "?")
+        lines.append(f"{name:<28} {model:<16} {data.get('description', '')}")
+    return "\n".join(lines)
