@@ -24,9 +24,15 @@ $(VENV)/.test-deps: $(BIN)/restorekit
 
 install-test: $(VENV)/.test-deps
 
+SAMPLES := src/restorekit/samples
+
 demo: install
-	$(BIN)/restorekit restore src/restorekit/samples/noisy-gray.png src/restorekit/samples/noisy-color.png -o demo-out --overwrite
-	@echo "restored images are in demo-out/"
+	$(BIN)/restorekit restore $(SAMPLES)/noisy-gray.png $(SAMPLES)/noisy-color.png -o demo-out --overwrite
+	$(BIN)/restorekit compare $(SAMPLES)/noisy-gray.png demo-out/noisy-gray.png --ref $(SAMPLES)/clean-gray.png \
+		--labels noisy restored -o demo-out/compare-gray.png --overwrite
+	$(BIN)/restorekit compare $(SAMPLES)/noisy-color.png demo-out/noisy-color.png --ref $(SAMPLES)/clean-color.png \
+		--labels noisy restored -o demo-out/compare-color.png --overwrite
+	@echo "restored images and side-by-side comparisons are in demo-out/"
 
 test: install-test
 	$(BIN)/python -m pytest

@@ -27,8 +27,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite
     except OSError as e:
         raise RestoreKitError(f"{path.parent}: cannot create folder: {e.strerror or e}") from None
     tmp = _reserve_temp(path)
+    mode = tmp.stat().st_mode & 0o777  # 0o666 less the umask
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # writers that recreate the file (safetensors) leave it 0600
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         if overwrite:
