@@ -1,13 +1,14 @@
 """DnCNN-S inference speed on one 512×512 gray image: fp32 and bf16 paths against this machine's
-matmul peaks measured in the same run, then PSNR on BSD68 σ25 with the official weights, fp32 vs bf16.
+peaks measured in the same run, then PSNR on BSD68 σ25 with the official weights, fp32 vs bf16.
 
-Peaks: 2048³ products as torch.matmul and as a 1×1 channels_last convolution (MKL's fp32 matmul is
-slow on AMD; oneDNN's is not), the faster per precision. Peaks and paths are interleaved, best of
---repeats, so that a busy machine slows all of them alike. Paths:
+Peaks: a 2048³ torch.matmul and a 3×3 convolution of 256 channels on 512×512 (MKL's fp32 matmul is
+slow on AMD; oneDNN's convolutions are not), the faster per precision. Peaks and paths are
+interleaved, best of --repeats, so that a busy machine slows all of them alike. Paths:
   fp32 eager NCHW          the trained-form model (conv + BatchNorm) called directly: the baseline
   fp32 NHWC folded         restore_tensor(channels_last=True): BN folded, channels_last
-  bf16 (restorekit)        restore_tensor(precision="bf16"): autocast + channels_last (the chosen path)
-  bf16 autocast NCHW       autocast without channels_last
+  bf16 (restorekit)        restore_tensor(precision="bf16"): autocast + channels_last, conv weights
+                           cast to bf16 once (the chosen path)
+  bf16 autocast NCHW/NHWC  plain autocast (weights cast on every call)
   bf16 weights NCHW/NHWC   model.to(bfloat16) with bf16 input
   bf16 jit.freeze          traced + frozen bf16 model
   bf16 mkldnn              torch.utils.mkldnn.to_mkldnn(body, bfloat16)
@@ -49,9 +50,11 @@ def candidates(size: int, compile_too: bool) -> dict[str, tuple[str, Callable[[t
     """name → (precision, function, input) for DnCNN-S on a size×size gray image."""
     torch.manual_seed(0)
     trained = create_model("dncnn-s").eval()
-    for m in trained.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        for m in trained.modules():  # trained-like BN (the initial scales are tiny: the output would be x)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.running_var.uniform_(0.5, 2.0)
     folded = fold_batchnorm(trained)
     x = torch.rand(1, 1, size, size)
     nhwc = x.contiguous(memory_format=torch.channels_last)
@@ -66,6 +69,7 @@ def candidates(size: int, compile_too: bool) -> dict[str, tuple[str, Callable[[t
         "fp32 NHWC folded": ("fp32", lambda t: restore_tensor(trained, t, InferenceOptions(channels_last=True, device="cpu", clamp=False)), x),
         "bf16 (restorekit)": ("bf16", lambda t: restore_tensor(trained, t, InferenceOptions(precision="bf16", device="cpu", clamp=False)), x),
         "bf16 autocast NCHW": ("bf16", _autocast(folded), x),
+        "bf16 autocast NHWC": ("bf16", _autocast(folded_cl), nhwc),
         "bf16 weights NCHW": ("bf16", lambda t: weights16(t.bfloat16()).float(), x),
         "bf16 weights NHWC": ("bf16", lambda t: weights16_cl(t.bfloat16()).float(), nhwc),
         "bf16 jit.freeze": ("bf16", lambda t: frozen(t.bfloat16()).float(), x),
@@ -78,19 +82,18 @@ def candidates(size: int, compile_too: bool) -> dict[str, tuple[str, Callable[[t
 
 
 def speed(size: int, repeats: int, compile_too: bool) -> None:
-    n = 2048
-    peak_fns = {f"{p} {kind}": (p, fn) for p in ("fp32", "bf16")
-                for kind, fn in zip(("matmul", "1x1 conv"), peak_kernels(p, "cpu", n))}
+    peak_fns = {f"{p} {kind}": (p, fn, kflops) for p in ("fp32", "bf16")
+                for kind, (fn, kflops) in peak_kernels(p, "cpu", 2048).items()}
     flops = count_flops(create_model("dncnn-s"), torch.rand(1, 1, size, size), InferenceOptions(device="cpu"))
     cands = candidates(size, compile_too)
     best = {name: float("inf") for name in [*peak_fns, *cands]}
     with torch.inference_mode():
         ref = cands["fp32 eager NCHW"][1](cands["fp32 eager NCHW"][2])
         errors = {name: (fn(x).float() - ref).abs().max().item() for name, (_, fn, x) in cands.items()}  # warm-up too
-        for _, fn in peak_fns.values():
+        for _, fn, _ in peak_fns.values():
             fn()
         for _ in range(repeats):  # peaks and paths interleaved: a busy machine slows all alike
-            for name, (_, fn) in peak_fns.items():
+            for name, (_, fn, _) in peak_fns.items():
                 t0 = time.perf_counter()
                 fn()
                 best[name] = min(best[name], time.perf_counter() - t0)
@@ -99,9 +102,9 @@ def speed(size: int, repeats: int, compile_too: bool) -> None:
                 fn(x)
                 best[name] = min(best[name], time.perf_counter() - t0)
     print(f"machine: {machine_info()}")
-    rates = {name: 2 * n**3 / best[name] / 1e9 for name in peak_fns}
+    rates = {name: peak_fns[name][2] / best[name] / 1e9 for name in peak_fns}
     peaks = {p: max(r for name, r in rates.items() if peak_fns[name][0] == p) for p in ("fp32", "bf16")}
-    print("peaks (GFLOP/s, 2048³ products): " + ", ".join(f"{name} {r:.0f}" for name, r in rates.items()))
+    print("peaks (GFLOP/s; 2048³ matmul, 3×3 conv 256 ch on 512²): " + ", ".join(f"{name} {r:.0f}" for name, r in rates.items()))
     print(f"DnCNN-S {size}×{size}: {flops / 1e9:.1f} GFLOP per image (counted); best of {repeats}")
     base = best["fp32 eager NCHW"]
     print(f"\n{'path':22s} {'ms':>8s} {'GFLOP/s':>8s} {'%peak':>6s} {'vs fp32':>8s} {'max|Δ|':>9s}")

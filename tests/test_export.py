@@ -27,13 +27,23 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def _one_thread_ort():  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return options
+
+
 def _model(name: str) -> nn.Module:
     torch.manual_seed(0)
     model = create_model(name)
-    for m in model.modules():  # BN statistics away from identity, so that folding is exercised
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        for m in model.modules():  # BN away from identity, so that its statistics matter
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
     return model
 
 
@@ -54,7 +64,7 @@ def test_onnx_matches_pytorch(name: str, tmp_path: Path) -> None:
     # The file alone reproduces the inference path on a size multiple: [0, 1] RGB in and out.
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), _one_thread_ort(), providers=["CPUExecutionProvider"])
     x = torch.rand(1, channels, 40, 48)
     got = session.run(None, {"input": x.numpy()})[0]
     expected = restore_tensor(model, x, InferenceOptions(clamp=False, device="cpu"))
@@ -83,7 +93,8 @@ def test_onnx_handles_range_and_colour_order_inside(tmp_path: Path) -> None:
     import onnxruntime as ort
 
     x = torch.rand(1, 3, 5, 7)
-    got = ort.InferenceSession(result["path"], providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    session = ort.InferenceSession(result["path"], _one_thread_ort(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
     assert abs(got - x[:, 2:3].expand(-1, 3, -1, -1).numpy()).max() < 1e-6
 
 

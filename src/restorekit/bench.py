@@ -1,19 +1,22 @@
-"""Inference speed: megapixels/s, achieved GFLOP/s against this machine's measured matmul peak, memory.
+"""Inference speed: megapixels/s, achieved GFLOP/s against this machine's measured peak, memory.
 
 FLOPs are counted (``torch.utils.flop_counter``) on one real pass through the inference path, not
-estimated; the peak is the best of several large matrix products in the same run and precision (see
-:func:`matmul_peak`), so "fraction of peak" compares like with like on the machine at hand. Peak memory is the process's
-resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) on CPU, and
+estimated; the peak is the best of large matrix products and convolutions timed in the same run and
+precision (:func:`peak_kernels`), so "fraction of peak" compares like with like on the machine at
+hand. Peak memory is the process's resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) on CPU, and
 ``torch.cuda.max_memory_allocated`` on CUDA, both relative to before the model ran.
 
-On CPU, ``precision="bf16"`` is autocast with channels_last weights and activations: on an AVX-512-BF16
-EPYC (no AMX) that was the fastest correct way for DnCNN, ~2× NCHW bf16 autocast and ~3.5× fp32 NCHW;
-converting the weights to bf16, ``torch.utils.mkldnn``, ``torch.jit.freeze`` and ``torch.compile`` were
-no faster (benchmarks/inference_speed.py compares them).
+On CPU, ``precision="bf16"`` is autocast with channels_last activations and the convolution weights
+cast to bf16 once. On a 2-core AVX-512-BF16 EPYC (no AMX), DnCNN-S 512×512: ~4× fp32 NCHW eager,
+~1.8× bf16 autocast in NCHW, level with a fully bf16 model (which would also round the input and the
+residual to bf16), ``torch.utils.mkldnn`` and ``torch.compile``; ``torch.jit.freeze`` was slower.
+benchmarks/inference_speed.py measures them side by side.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import platform
 import statistics
@@ -41,22 +44,25 @@ DEFAULT_MODELS = ("dncnn-s-folded", "durn-p", "mprnet-derain")
 _MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def peak_kernels(precision: str, device: str | torch.device = "cpu", n: int = 2048) -> list[Callable[[], Any]]:
-    """n×n×n matrix products in ``precision`` (2n³ FLOPs each): ``torch.matmul`` and, on CPU, the same
-    product as a 1×1 channels_last convolution. The first goes to MKL, which on AMD processors runs
-    fp32 at a fraction of the oneDNN kernels that convolutions use: matmul alone understates the machine.
+def peak_kernels(precision: str, device: str | torch.device = "cpu", n: int = 2048) -> dict[str, tuple[Callable[[], Any], int]]:
+    """Dense kernels in ``precision`` to measure the machine's peak with: name → (call, FLOPs per call).
+
+    An n×n×n ``torch.matmul`` and, on CPU, a 3×3 convolution of 256 channels (channels_last) on an image
+    of n²/16 pixels: matmul goes to MKL, which on AMD processors runs fp32 at a fraction of the oneDNN
+    kernels that convolutions use (59 vs 239 GFLOP/s on the 2-core EPYC this was written on), so matmul
+    alone would understate the machine.
     """
     dev = torch.device(device)
     dtype = _MATMUL_DTYPES[precision]
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(dev, dtype)
     b = torch.randn(n, n, generator=gen).to(dev, dtype)
-    kernels: list[Callable[[], Any]] = [lambda: torch.matmul(a, b)]
-    side = 1 << (n.bit_length() // 2)
-    if dev.type == "cpu" and n % side == 0:
-        image = a.T.reshape(1, n, side, n // side).contiguous(memory_format=torch.channels_last)
-        weight = b.reshape(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
-        kernels.append(lambda: F.conv2d(image, weight))
+    kernels: dict[str, tuple[Callable[[], Any], int]] = {"matmul": (lambda: torch.matmul(a, b), 2 * n**3)}
+    if dev.type == "cpu":
+        side, c = max(8, n // 4), 256
+        image = torch.randn(1, c, side, side, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(c, c, 3, 3, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+        kernels["conv3x3"] = (lambda: F.conv2d(image, weight, padding=1), 2 * c * c * 9 * side * side)
     return kernels
 
 
@@ -64,17 +70,17 @@ def matmul_peak(precision: str, device: str | torch.device = "cpu", *, n: int = 
     """Best GFLOP/s over ``repeats`` rounds of :func:`peak_kernels` (the faster kernel counts)."""
     dev = torch.device(device)
     kernels = peak_kernels(precision, dev, n)
-    for fn in kernels:
+    for fn, _ in kernels.values():
         fn()
-    best = float("inf")
+    best = 0.0
     for _ in range(repeats):
-        for fn in kernels:
+        for fn, flops in kernels.values():
             _sync(dev)
             t0 = time.perf_counter()
             fn()
             _sync(dev)
-            best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+            best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def count_flops(model: torch.nn.Module, x: torch.Tensor, options: InferenceOptions) -> int:
@@ -100,7 +106,17 @@ def proc_status_kb(field: str) -> int | None:
     return None
 
 
+def _release_free_heap() -> None:
+    # glibc keeps freed blocks mapped; without trimming, a run that reuses them shows no peak at all.
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def reset_peak_rss() -> bool:
+    _release_free_heap()
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # resets VmHWM to the current RSS (Linux ≥ 4.0)
