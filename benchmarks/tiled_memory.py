@@ -44,14 +44,13 @@ OFFICIAL = {"cdncnn-b-folded": SHARED / "weights" / "dncnn-matconvnet" / "GD_Col
 
 
 def load_model(name: str) -> tuple[torch.nn.Module, str]:
+    from restorekit.pretrained import BUILTIN, load_weights
+
+    if name in BUILTIN:
+        return load_weights(name), f"built-in weights {name}"
     path = OFFICIAL.get(name)
     if path is not None and path.is_file():
-        from restorekit.convert import convert_file
-
-        conv = convert_file(path)
-        model = create_model(conv.arch, **conv.args)
-        model.load_state_dict(conv.state_dict)
-        return model, f"official weights {path.name}"
+        return load_weights(path), f"official weights {path.name}"
     torch.manual_seed(0)
     return create_model(name), "random weights"
 

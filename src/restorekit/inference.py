@@ -301,8 +301,8 @@ def _inner_model(model: nn.Module, options: InferenceOptions, device: torch.devi
         inner.to(memory_format=torch.channels_last)
     if low is not None:
         # Autocast casts convolution weights to ``low`` on every call anyway; casting them once gives the
-        # same numbers without the per-call copies (and lets oneDNN reuse its weight layouts): 5–10%
-        # faster for DnCNN in bf16 on CPU. Other layers keep fp32 weights and autocast's own policy.
+        # same numbers without a copy of every weight per tile. Other layers keep fp32 weights and
+        # autocast's own policy (normalisations stay fp32).
         for m in inner.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 m.to(low)
