@@ -59,14 +59,9 @@ def parse_args():
 
 
 def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    from restorekit.bench import proc_status_kb
+
+    return proc_status_kb(field)
 
 
 def measure_variant(name: str, size: int, repeats: int) -> dict:
