@@ -83,8 +83,8 @@ def child(args: argparse.Namespace) -> None:
     options = InferenceOptions(tile=tile, precision=args.precision, device="cpu")
     if tile is not None:
         receptive_radius(model)  # measured once; not part of the restoration's memory or time
+    reset = reset_peak_rss()  # first: it also returns freed heap to the system, lowering the RSS
     base = proc_status_kb("VmRSS") or 0
-    reset = reset_peak_rss()
     t0 = time.perf_counter()
     out = restore_tensor(model, noisy, options)
     seconds = time.perf_counter() - t0

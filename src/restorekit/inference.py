@@ -4,8 +4,8 @@ Everything is read from ``model.info`` (:class:`~restorekit.models.ModelInfo`), 
 model gets all of it for free. Callers pass N×C×H×W float images in [0, 1], RGB (or gray), and get the
 restored images back in the same convention, ``scale`` times larger for super-resolution models.
 
-Tiling: overlapping tiles of ``tile`` input pixels, anchored so that the last one ends at the image's
-far border (no tile is padded unless the image is smaller than a tile). Each tile's interior sides are
+Tiling: overlapping tiles of at most ``tile`` input pixels, evenly spaced from border to border (no
+tile is padded unless the image is smaller than a tile). Each tile's interior sides are
 weighted by a window over the ``overlap``: the outer third is discarded (pixels that saw the tile's
 artificial border) and the middle third is a raised-cosine cross-fade with the neighbour; weights are
 normalised. With ``overlap`` ≥ 3 × the receptive-field radius the result equals whole-image inference;
@@ -429,7 +429,8 @@ def _probe(wrapper: RestoreModule, spec: ModelSpec, size: int) -> int:
 @dataclass(frozen=True)
 class TilePlan:
     """Where the tiles go. Sizes in input pixels; every tile is ``tile_h``×``tile_w`` (multiples of the
-    model's size multiple) and is padded only where the image is smaller than a tile."""
+    model's size multiple, at most the requested tile) and is padded only where the image is smaller
+    than a tile."""
 
     height: int
     width: int
@@ -451,16 +452,33 @@ class TilePlan:
 
 
 def round_up(n: int, m: int) -> int:
+    """The smallest multiple of ``m`` that is >= ``n``."""
     return -(-n // m) * m
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
-    """Starts of ``tile``-long windows covering ``length`` with at least ``overlap`` overlap, the last
-    one ending exactly at ``length`` (tiles never stick out unless ``length`` < ``tile``)."""
+    """Starts of as few ``tile``-long windows as cover ``length`` with at least ``overlap`` between
+    neighbours, evenly spaced, the first at 0 and the last ending at ``length`` (none sticks out
+    unless ``length`` < ``tile``)."""
     if length <= tile:
         return (0,)
-    stride = tile - overlap
-    return tuple(range(0, length - tile, stride)) + (length - tile,)
+    n = -(-(length - tile) // (tile - overlap)) + 1
+    return tuple(i * (length - tile) // (n - 1) for i in range(n))
+
+
+def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, tuple[int, ...]]:
+    """(tile size, starts) along one dimension: as few tiles of at most ``tile`` as cover ``length`` with
+    at least ``overlap`` between neighbours, then shrunk to the smallest size (a multiple of
+    ``multiple``) that still does, evenly spaced, the first at 0 and the last ending at ``length``.
+
+    Shrinking spreads the surplus that a fixed size would pile into the last overlap: up to a third
+    fewer pixels to compute (1500×2000 in 512-pixel tiles: 3.8 instead of 5.2 megapixels).
+    """
+    if length <= tile:
+        return round_up(length, multiple), (0,)
+    n = len(tile_starts(length, tile, overlap))
+    size = min(tile, round_up(-(-(length + (n - 1) * overlap) // n), multiple))
+    return size, tile_starts(length, size, overlap)
 
 
 def split_overlap(overlap: int) -> tuple[int, int]:
@@ -475,11 +493,10 @@ def plan_tiles(height: int, width: int, *, tile: int | None, overlap: int, multi
         th, tw = round_up(height, multiple), round_up(width, multiple)
         return TilePlan(height, width, th, tw, (0,), (0,), 0, 0, scale)
     tile = tile // multiple * multiple
-    th = tile if height > tile else round_up(height, multiple)
-    tw = tile if width > tile else round_up(width, multiple)
+    th, ys = tile_layout(height, tile, overlap, multiple)
+    tw, xs = tile_layout(width, tile, overlap, multiple)
     margin, ramp = split_overlap(overlap)
-    return TilePlan(height, width, th, tw, tile_starts(height, th, overlap), tile_starts(width, tw, overlap),
-                    margin, ramp, scale)
+    return TilePlan(height, width, th, tw, ys, xs, margin, ramp, scale)
 
 
 def _window(length: int, lead: bool, trail: bool, margin: int, ramp: int) -> torch.Tensor:
@@ -519,6 +536,7 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def dihedral_inverse(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Undo :func:`dihedral` ``k``."""
     x = torch.rot90(x, -(k % 4), (-2, -1))
     return x.flip(-1) if k >= 4 else x
 
