@@ -83,3 +83,10 @@ def test_dncnn_starts_near_identity_like_the_reference_init():
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         assert (model(x) - x).abs().mean() < 0.05
+
+
+def test_only_ipt_declares_a_fixed_input_size():
+    fixed = {n for n in rk.list_models() if model_info(n).fixed_size}
+    assert fixed == HEAVY
+    small = rk.create_model("ipt-denoise", patch_size=12, n_feats=8, num_heads=2, num_layers=1)
+    assert small.info.fixed_size and small.patch_size == 12

@@ -261,6 +261,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def write_json(rows: Sequence[dict[str, Any]], path: str | Path, *, overwrite: bool = True) -> Path:
     """Rows plus :func:`machine_info`, as JSON, written atomically."""
-    return atomic_write_text(path, json.dumps({"machine": machine_info(), "rows": list(rows)}, indent=2) + "\n")
+    text = json.dumps({"machine": machine_info(), "rows": list(rows)}, indent=2) + "\n"
+    return atomic_write_text(path, text, overwrite=overwrite)

@@ -340,16 +340,14 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, run_bench
+    from .bench import format_table, run_bench, write_json
 
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise RestoreKitError(f"{args.json}: exists; pass --overwrite to replace it")
     rows = run_bench(args.models or None, size=tuple(args.size), device=args.device)
     print(format_table(rows))
     if args.json:
-        from .checkpoints import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=args.overwrite)
+        write_json(rows, args.json, overwrite=args.overwrite)
     return 0
 
 
@@ -396,7 +394,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         model = resolve_model(args.model, args.weights)
     example = image_to_tensor(read_image(args.image, channels=model.info.channels).pixels) if args.image else None
-    result = export_model(model, args.output, format=args.format, example=example)
+    result = export_model(model, args.output, format=args.format, example=example, overwrite=args.overwrite)
     print(f"exported {model.info.name} to {result['path']} ({args.format}); max abs difference vs PyTorch: {result['max_abs_diff']:.3g}")
     return 0
 

@@ -34,8 +34,6 @@ from .models.registry import ModelInfo
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Families whose models take exactly ``model.patch_size``² inputs (a fixed-size fold in the body).
-FIXED_SIZE_FAMILIES = frozenset({"ipt"})
 # Receptive-field bounds up to this are used as they are; wider ones are probed on images of at most
 # _PROBE_SIZE² pixels, where an unbounded field gets an effective radius (gradient > 1e-3 of its peak).
 _EXACT_BOUND = 24
@@ -139,7 +137,7 @@ def model_spec(model: nn.Module, task: str | None) -> ModelSpec:
         raise RestoreKitError(f"model {info.name} is single-task ({info.task or 'unnamed'}); it takes no task={task!r}")
     fixed = None
     multiple = max(1, int(info.size_multiple))
-    if info.family in FIXED_SIZE_FAMILIES:
+    if info.fixed_size:
         fixed = int(getattr(model, "patch_size", multiple))
         multiple = fixed
     return ModelSpec(info, task if info.tasks else None, int(scale), multiple, fixed)

@@ -19,7 +19,8 @@ class ModelInfo:
     ``input_range`` is the value of white (1.0 or 255.0); ``size_multiple`` the size the model's
     height and width must divide by (the inference path pads); ``output_index`` picks the final image
     of a multi-output model; ``tasks`` names the tasks a multi-task model takes as ``forward(x, task=…)``,
-    ``scales`` their up-scaling factors.
+    ``scales`` their up-scaling factors; ``fixed_size`` marks models that take exactly
+    ``model.patch_size``² inputs (IPT's body folds a fixed grid), which the inference path always tiles.
     """
 
     name: str
@@ -34,6 +35,7 @@ class ModelInfo:
     output_index: int | None = None
     tasks: tuple[str, ...] = ()
     scales: tuple[int, ...] = ()
+    fixed_size: bool = False
     paper: str = ""
     description: str = ""
     args: dict[str, Any] = field(default_factory=dict)
