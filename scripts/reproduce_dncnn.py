@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from restorekit.evaluate import EvalSettings, data_roots, evaluate

@@ -16,9 +16,10 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    # Small tensors on a busy 2-core machine run far faster on one thread.
+    # The tests run small models on small tensors, where intra-op threads only spin-wait: on a shared
+    # 2-core machine two OpenMP threads can be 100x slower than one. Tests that need more set it.
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -36,14 +36,6 @@ except ValueError:  # registered by another test module of this session
     pass
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --------------------------------------------------------------------------- the corpus
 
 RNG = np.random.default_rng(0)

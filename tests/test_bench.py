@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from restorekit.bench import (
 from restorekit.errors import RestoreKitError
 from restorekit.inference import InferenceOptions
 from restorekit.models import create_model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _dncnn_flops(depth: int, channels: int, features: int, h: int, w: int) -> int:

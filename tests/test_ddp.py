@@ -23,14 +23,6 @@ from restorekit.train import train
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine can be 100× slower than one; tiny models gain nothing.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 SCRIPT = textwrap.dedent(
     """
     import json, sys

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -46,15 +45,6 @@ REF_SAMPLES = {
 }
 UNUSED = ("prelu.weight", ".shift")  # defined but never used by the reference's forward
 SMALL = ["durn-p", "durn-p-nonorm", "durn-us", "durn-s", "durn-s-p"]  # DuRN-U is run once, separately
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: extra intra-op threads only spin-wait on a shared machine (about 10× slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _build(name: str, seed: int = 0) -> torch.nn.Module:

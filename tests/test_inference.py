@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -29,15 +28,6 @@ from restorekit.models.dncnn import DnCNN
 
 # 12×12 inputs of 3×3 patches (IPT's default is 48×48 and 115M parameters).
 IPT_SMALL = {"patch_size": 12, "patch_dim": 3, "n_feats": 8, "num_heads": 2, "num_layers": 1}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: extra intra-op threads only spin-wait on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _info(**kw: object) -> ModelInfo:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -21,15 +20,6 @@ SMALL = dict(patch_size=12, patch_dim=3, n_feats=16, num_heads=2, num_layers=1)
 SMALL12 = {**SMALL, "num_heads": 12}
 
 EXPECTED_PARAMS = {"ipt-sr-x4": 115_608_155, "ipt-denoise": 115_312_731, "ipt-pretrain": 118_892_394}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared machine: intra-op threads wait on each other far longer than they compute.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,6 @@ from restorekit.losses import (
 from restorekit.metrics import ssim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors gain nothing from intra-op threads; on a loaded machine they cost a lot.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pair(c: int = 3, n: int = 2, hw: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     target = torch.rand(n, c, hw, hw, generator=g)

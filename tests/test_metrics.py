@@ -25,16 +25,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DENOISE = SHARED / "data" / "denoise"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors gain nothing from intra-op threads, and on a loaded machine the thread
-    # hand-offs cost more than the arithmetic; restored afterwards for other modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _synthetic(h: int, w: int, channels: int, seed: int) -> np.ndarray:
     """Smooth gradients plus texture in [0, 1], for machines without ../shared."""
     rng = np.random.default_rng(seed)

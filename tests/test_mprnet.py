@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -19,15 +18,6 @@ from restorekit.models.mprnet import CAB, MPRNet, SharedActivation, prelu_alias_
 
 # Counts of the reference code's default constructions (swz30/MPRNet, per task folder).
 REFERENCE_PARAMS = {"mprnet-deblur": 20_127_073, "mprnet-denoise": 15_741_025, "mprnet-derain": 3_637_249}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny convolutions: intra-op threads only add contention on a shared CPU.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,14 +26,6 @@ _BASE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], de
 def examples(n: int) -> settings:
     """Seeded (derandomised) runs of ``n`` examples, without a deadline: the machine is shared."""
     return settings(_BASE, max_examples=n)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------- tiny models

@@ -23,15 +23,6 @@ SHARED = REPO.parent / "shared"
 SMALL_ARGS = {"ipt": {"n_feats": 8, "num_heads": 1, "num_layers": 1}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine can be 100× slower than one; tiny models gain nothing.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _write(path: Path, size: int, rng: np.random.Generator) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     small = (rng.random((4, 4, 3)) * 255).astype(np.uint8)

@@ -86,14 +86,6 @@ for _name, _factory, _meta in ((TINY, _tiny_dncnn, {}), ("rk-tiny-m8", _Multiple
         pass
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()

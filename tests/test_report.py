@@ -81,7 +81,7 @@ class _Imgs(HTMLParser):
             self.external.append(f"{tag}: {a.get('href') or a.get('src')}")
 
 
-def test_benchmark_writes_results_and_report(bench_data, tmp_path, monkeypatch, one_thread) -> None:
+def test_benchmark_writes_results_and_report(bench_data, tmp_path, monkeypatch) -> None:
     calls = _count_evaluations(monkeypatch)
     out = tmp_path / "out"
     res = _run(bench_data, out)
@@ -118,7 +118,7 @@ def test_benchmark_writes_results_and_report(bench_data, tmp_path, monkeypatch, 
     assert len(res.crops) == 4 and all((out / c["png"]).is_file() for c in res.crops)
 
 
-def test_benchmark_resumes_finished_cells(bench_data, tmp_path, monkeypatch, one_thread) -> None:
+def test_benchmark_resumes_finished_cells(bench_data, tmp_path, monkeypatch) -> None:
     out = tmp_path / "out"
     first = _run(bench_data, out)
     calls = _count_evaluations(monkeypatch)

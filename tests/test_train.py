@@ -32,15 +32,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = "tiny-dncnn-test"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine can be 100× slower than one; tiny models gain nothing.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _register(name: str, factory) -> None:
     try:
         register_model(name, family="dncnn", task="denoise", channels=1)(factory)
