@@ -263,3 +263,20 @@ def test_published_reference_of_cells(tmp_path) -> None:
     assert res.reference(cell("conv", 25)).psnr == 29.23  # the source file a converted checkpoint records
     assert res.reference(cell("s25", 50)) is None  # not the σ=50 number of another DnCNN-S
     assert res.reference(cell("mine", 50)).psnr == 26.23  # unknown weights: the architecture's published result
+
+
+def test_a_slice_of_a_set_is_its_own_set(bench_data, tmp_path) -> None:
+    gray = bench_data["sets"][0]
+    folder, samples = evaluate.dataset_samples(f"{gray}[1:]")
+    assert folder == Path(gray) and [s.name for s in samples] == ["g1", "g2"]
+    assert [s.name for s in evaluate.dataset_samples(f"{gray}[:-2]")[1]] == ["g0"]
+    with pytest.raises(RestoreKitError, match="selects none"):
+        evaluate.dataset_samples(f"{gray}[5:]")
+    res = run_benchmark(bench_data["models"][:1], [f"{gray}[1:]", gray], [25], tmp_path / "out", progress=False)
+    by_set = {c.set: c for c in res.cells}
+    assert set(by_set) == {"Set12[1:]", "Set12"}
+    assert [i["name"] for i in by_set["Set12[1:]"].images] == ["g1", "g2"]
+    assert by_set["Set12[1:]"].key != by_set["Set12"].key
+    # the slice's numbers are those of the same images in the whole set
+    whole = {i["name"]: i["psnr"] for i in by_set["Set12"].images}
+    assert all(i["psnr"] == pytest.approx(whole[i["name"]]) for i in by_set["Set12[1:]"].images)

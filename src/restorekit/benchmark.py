@@ -258,10 +258,11 @@ def _set_channels(path: Path) -> int:
 
 
 def _describe_set(name: str) -> SetEntry:
-    folder = evaluate.find_dataset(name)
-    samples = evaluate.discover_samples(folder)
+    folder, samples = evaluate.dataset_samples(name)
     if not samples:
         raise RestoreKitError(f"{folder}: no images")
+    base, part = evaluate.split_subset(name)
+    suffix = str(name)[len(base):] if part is not None else ""
     paired = any(s.degraded is not None for s in samples)
     h = hashlib.sha256()
     for s in samples:
@@ -269,7 +270,8 @@ def _describe_set(name: str) -> SetEntry:
             if p is not None:
                 h.update(f"{p.relative_to(folder).as_posix()}:{p.stat().st_size}\n".encode())
     channels = max(_set_channels(s.target) for s in samples[:3])
-    return SetEntry(name=Path(str(name)).name if Path(str(name)).is_dir() else str(name), path=str(folder),
+    label = Path(base).name if Path(base).is_dir() else base
+    return SetEntry(name=label + suffix, path=str(folder) + suffix,
                     paired=paired, channels=channels, images=len(samples), fingerprint=h.hexdigest())
 
 
@@ -376,11 +378,11 @@ class _ForwardTimer:
             h.remove()
 
 
-def _image_megapixels(folder: Path) -> dict[str, float]:
+def _image_megapixels(spec: str) -> dict[str, float]:
     from PIL import Image as PILImage
 
     sizes = {}
-    for s in evaluate.discover_samples(folder):
+    for s in evaluate.dataset_samples(spec)[1]:
         with PILImage.open(s.target) as im:
             sizes[s.name] = im.size[0] * im.size[1] / 1e6
     return sizes
@@ -392,7 +394,7 @@ def _measure_cell(model: nn.Module, entry: ModelEntry, data: SetEntry, sigma: fl
                                clip_noise=settings["clip_noise"], protocol=protocol,
                                crop_border=settings["crop_border"], model=entry.arch, weights=entry.spec,
                                inference=settings["inference"])
-    megapixels = _image_megapixels(Path(data.path))
+    megapixels = _image_megapixels(data.path)
     rows: list[dict[str, Any]] = []
     wall = time.perf_counter()
     with _ForwardTimer(model) as timer:

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("eval", "evaluate a model on a test set (PSNR/SSIM per image and mean)", cmd_eval)
     _add_model_args(p)
-    p.add_argument("--data", required=True, help="folder, or a named set: Set12, BSD68, CBSD68, Kodak24, McMaster, PolyU, CC15, …")
+    p.add_argument("--data", required=True, help="folder, or a named set: Set12, BSD68, CBSD68, Kodak24, McMaster, PolyU, CC15, …; "
+                   "a slice of it by name order: 'PolyU[80:]'")
     p.add_argument("--sigma", type=float, help="add Gaussian noise of this level (0-255 scale) to clean images")
     p.add_argument("--protocol", help="metric convention (default: the model task's); see restorekit.metrics.PROTOCOLS")
     p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before measuring")
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_benchmark)
     p.add_argument("--models", nargs="*", default=[], metavar="SPEC",
                    help="weights (.safetensors, official .mat/.pth, or a built-in name), optionally LABEL=WEIGHTS")
-    p.add_argument("--sets", nargs="*", default=[], help="folders or named sets (default: those found)")
+    p.add_argument("--sets", nargs="*", default=[], help="folders or named sets (default: those found); 'PolyU[80:]' takes a slice of a set (by name order)")
     p.add_argument("--sigmas", nargs="*", type=float, help="noise levels for clean sets (default 15 25 50)")
     p.add_argument("--out", required=True, help="output folder (results are resumable)")
     p.add_argument("--protocol", help="metric protocol (default: each model task's)")

@@ -47,6 +47,31 @@ def find_dataset(name_or_path: str | Path) -> Path:
     raise RestoreKitError(f"{name_or_path}: no such folder, nor a named test set under {where}")
 
 
+_SUBSET = re.compile(r"^(?P<set>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def split_subset(spec: str | Path) -> tuple[str, slice | None]:
+    """``"PolyU[80:]"`` → (``"PolyU"``, ``slice(80, None)``): a set with a Python slice of its samples
+    (sorted by name), e.g. the held-out part of a set whose first images were trained on."""
+    m = _SUBSET.match(str(spec))
+    if not m:
+        return str(spec), None
+    bound = lambda v: int(v) if v else None  # noqa: E731
+    return m["set"], slice(bound(m["start"]), bound(m["stop"]))
+
+
+def dataset_samples(spec: str | Path, *, paired: bool | None = None) -> tuple[Path, list[Sample]]:
+    """The folder and samples of a set given by path or name, optionally sliced (``PolyU[80:]``)."""
+    name, part = split_subset(spec)
+    folder = find_dataset(name)
+    samples = discover_samples(folder, paired=paired)
+    if part is not None:
+        samples = samples[part]
+        if not samples:
+            raise RestoreKitError(f"{spec}: the slice selects none of the set's images")
+    return folder, samples
+
+
 @dataclass
 class Sample:
     name: str
@@ -161,8 +186,7 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
     from .metrics import psnr, ssim
 
     options = options or InferenceOptions()
-    folder = find_dataset(settings.data)
-    samples = discover_samples(folder, paired=False if settings.sigma is not None else None)
+    folder, samples = dataset_samples(settings.data, paired=False if settings.sigma is not None else None)
     if settings.sigma is None and any(s.degraded is None for s in samples):
         raise RestoreKitError(f"{folder}: clean images only; pass --sigma to add Gaussian noise, or give a paired set")
     if settings.repeats < 1:

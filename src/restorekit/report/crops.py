@@ -158,7 +158,7 @@ def _render(results: "BenchmarkResults", plans: list[dict[str, Any]], options: A
     """Restore each plan's image with each of its models (each model loaded once), then draw the strips."""
     from tqdm import tqdm
 
-    from ..evaluate import discover_samples, load_pair
+    from ..evaluate import dataset_samples, load_pair
     from ..inference import InferenceOptions, restore_tensor
     from ..io import tensor_to_image, write_image
     from ..pretrained import load_weights
@@ -170,9 +170,8 @@ def _render(results: "BenchmarkResults", plans: list[dict[str, Any]], options: A
     inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for p in plans:
         # Same draw as the evaluation's first repeat: noise seeded by the image's name.
-        folder = Path(sets[p["set"]].path)
-        sample = next(s for s in discover_samples(folder, paired=False if p["sigma"] is not None else None)
-                      if s.name == p["image"])
+        _, samples = dataset_samples(sets[p["set"]].path, paired=False if p["sigma"] is not None else None)
+        sample = next(s for s in samples if s.name == p["image"])
         channels = results.model(p["models"][0]).channels
         inputs[p["key"]] = load_pair(sample, channels, sigma=p["sigma"], seed=seed, clip_noise=clip)
     outputs: dict[tuple[str, str], np.ndarray] = {}
