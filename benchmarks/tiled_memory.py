@@ -9,8 +9,9 @@ changes in the result.
    and the largest absolute difference in the tile-border bands (within one overlap of an interior
    tile edge) vs elsewhere.
 
-The model is --model (default cdncnn-b-folded with the official GD_Color_Blind.mat weights when
-../shared has them; mprnet-denoise and others run with random weights: memory and time only).
+The model is --model: a built-in name (default-color), a checkpoint file, or a registered name
+(cdncnn-b-folded, the default, with the official GD_Color_Blind.mat weights when ../shared has them;
+other names run with random weights).
 
     PYTHONPATH=src python benchmarks/tiled_memory.py [--model cdncnn-b-folded] [--size 3000 4000]
         [--tiles 256 512 1024] [--untiled] [--precision fp32] [--crop 1024] [--crop-tile 512] [--threads N]
@@ -48,6 +49,8 @@ def load_model(name: str) -> tuple[torch.nn.Module, str]:
 
     if name in BUILTIN:
         return load_weights(name), f"built-in weights {name}"
+    if Path(name).is_file():  # a checkpoint: restorekit's own or an official file
+        return load_weights(name), f"weights {Path(name).name}"
     path = OFFICIAL.get(name)
     if path is not None and path.is_file():
         return load_weights(path), f"official weights {path.name}"
@@ -157,7 +160,7 @@ def crop_comparison(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="cdncnn-b-folded")
+    parser.add_argument("--model", default="cdncnn-b-folded", help="built-in name, checkpoint file or registered name")
     parser.add_argument("--size", type=int, nargs=2, default=(3000, 4000), metavar=("H", "W"))
     parser.add_argument("--tiles", type=int, nargs="*", default=(256, 512, 1024))
     parser.add_argument("--untiled", action="store_true", help="also the whole image in one piece")
