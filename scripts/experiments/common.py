@@ -99,6 +99,15 @@ def command_line() -> str:
     return f"{env}PYTHONPATH=src python {shlex.join([script_text, *sys.argv[1:]])}"
 
 
+def shown(path: Path) -> str:
+    """A path as the reports print it: relative to the checkout's root when inside it (no machine's
+    absolute paths in committed reports)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 

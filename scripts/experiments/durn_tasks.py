@@ -185,7 +185,7 @@ def main() -> None:
     settings = (f"- Each task: its recipe with `data.val=null` and the overrides: {args.steps} steps, batch {args.batch}, "
                 f"{args.crop}×{args.crop} random crops, seed {args.seed}; colour tasks train on "
                 f"{' + '.join(COLOUR_TRAIN)}, Gaussian on BSD400 (gray), real noise on the first {POLYU_TRAIN} PolyU pairs "
-                f"by name. Run folders under `{args.runs}`; {args.threads} thread(s).\n"
+                f"by name. Run folders under `{C.shown(args.runs)}`; {args.threads} thread(s).\n"
                 f"- Held-out: the first {args.eval_images} images by name, synthetic ones centre-cropped to "
                 f"{args.eval_crop or 'whole'} and degraded with a generator seeded by the file name (degradation "
                 f"parameters: the recipe's defaults); real pairs {'cropped to ' + str(args.real_crop) if args.real_crop else 'whole'}. "

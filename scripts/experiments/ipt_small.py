@@ -154,9 +154,9 @@ def main() -> None:
     runs_table = C.md_table(
         ["stage", "recipe", "tasks", "steps", "train min", "s/step", "lr", "run folder"],
         [["pre-training", "ipt-pretrain", ", ".join(args.pretrain_tasks), pre_status.step,
-          C.fmt(pre_status.wall_time / 60, 1), C.fmt(C.per_step_seconds(pre_status), 3), f"{args.lr:g}", f"`{pre_dir}`"],
+          C.fmt(pre_status.wall_time / 60, 1), C.fmt(C.per_step_seconds(pre_status), 3), f"{args.lr:g}", f"`{C.shown(pre_dir)}`"],
          ["fine-tuning", f"ipt-finetune-{args.finetune_task}", args.finetune_task, ft_status.step,
-          C.fmt(ft_status.wall_time / 60, 1), C.fmt(C.per_step_seconds(ft_status), 3), f"{args.ft_lr:g}", f"`{ft_dir}`"]],
+          C.fmt(ft_status.wall_time / 60, 1), C.fmt(C.per_step_seconds(ft_status), 3), f"{args.ft_lr:g}", f"`{C.shown(ft_dir)}`"]],
         numeric={3, 4, 5})
     settings = (f"- Model: `ipt-pretrain` with {C.yaml_value(model_args(args))} ({params:,} parameters; the full model "
                 "has 118,892,394); six heads/tails exist, only the pre-training tasks' are trained.\n"

@@ -206,7 +206,7 @@ def main() -> None:
                 f"({max(1, args.steps // 10)} warm-up steps), seed {args.seed}, {args.threads} thread(s); the recipes' "
                 "losses (Charbonnier + 0.05·edge summed over the 3 stages; Charbonnier on clamped outputs for "
                 "denoising). MixUp starts at epoch 5 in mprnet-denoise: a short run does not reach it. Run folders "
-                f"under `{args.runs}`.\n"
+                f"under `{C.shown(args.runs)}`.\n"
                 f"- Held-out: Kodak24 centre crops ({args.eval_crop or 'whole'}) with rain streaks seeded by file name; "
                 f"the rain-sample pairs {'cropped to ' + str(args.real_crop) if args.real_crop else 'whole'}; the last "
                 f"PolyU pairs by name, cropped to {args.eval_crop or 'whole'}. Last weights through "

@@ -170,7 +170,7 @@ def main() -> None:
     settings = (f"- Training: BSD400, σ {args.sigma:g} (fresh noise per crop), {args.patch}×{args.patch} random crops with "
                 f"the 8 flips/rotations, batch {args.batch}, L1, Adam {args.lr:g} (betas 0.9/0.99) constant, "
                 f"{args.precision}, seed {args.seed}, {args.threads} thread(s). Recipe `xdncnn` with overrides; "
-                "run folders under `" + str(args.runs) + "`.\n"
+                "run folders under `" + C.shown(args.runs) + "`.\n"
                 f"- Equal steps: {args.steps or '—'} steps per model. Equal time: {args.minutes or '—'} minutes of the "
                 "engine's training wall time per model (the step loop; data loading before it not counted).\n"
                 f"- Evaluation: the first {len(items)} BSD68 images, noise seeded by image name (the same noisy images as "
