@@ -165,6 +165,9 @@ def test_published_lookup() -> None:
     assert published_value("weights/dncnn-saoyan/DnCNN-S-25/net.pth", "BSD68", 25).psnr == 29.21
     assert published_value("dncnn_25.pth", "Set12", 25).psnr == 30.44  # KAIR's conversion of sigma=25.mat
     assert published_value("xdncnn", "BSD68", 50).psnr == 26.26
+    # the built-in defaults are compared with their target, DnCNN-B / CDnCNN-B, not DnCNN-S
+    assert [published_value("default-gray", "BSD68", s).psnr for s in (15, 25, 50)] == [31.61, 29.16, 26.23]
+    assert published_value("default-color", "CBSD68", 25).model.startswith("CDnCNN-B")
     durn = published_value("durn-p", "BSD_gray", 50)
     assert (durn.psnr, durn.ssim, durn.protocol) == (26.36, 0.7355, "durn-gray")
     assert published_value("sigma=25.mat", "BSD68", 50) is None

@@ -65,6 +65,13 @@ def _rows() -> list[PublishedResult]:
     for sigma, p in ((15, 33.90), (25, 31.24), (50, 27.95)):
         rows.append(PublishedResult(_DNCNN, "CDnCNN-B", _CB, "CBSD68", sigma, p, None, f"{_README} (DnCNN paper)",
                                     protocol="dncnn"))
+    # restorekit's built-in blind denoisers are trained to DnCNN-B's recipe: its numbers are their target
+    # (not those of the σ-specific DnCNN-S that their architecture would otherwise match).
+    for sigma, gray, color in ((15, 31.61, 33.90), (25, 29.16, 31.24), (50, 26.23, 27.95)):
+        rows.append(PublishedResult(_DNCNN, "DnCNN-B (target of default-gray)", ("default-gray",), "BSD68", sigma,
+                                    gray, None, f"{_README} (DnCNN paper)", protocol="dncnn"))
+        rows.append(PublishedResult(_DNCNN, "CDnCNN-B (target of default-color)", ("default-color",), "CBSD68", sigma,
+                                    color, None, f"{_README} (DnCNN paper)", protocol="dncnn"))
     for sigma, p, m12 in ((15, 31.71, 32.830), (25, 29.21, 30.402), (50, 26.22, 27.157)):
         weights = (f"DnCNN-S-{sigma}",)
         rows.append(PublishedResult(_SAOYAN, "DnCNN-S (PyTorch re-implementation)", weights, "BSD68", sigma, p, None,
