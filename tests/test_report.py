@@ -283,3 +283,16 @@ def test_a_slice_of_a_set_is_its_own_set(bench_data, tmp_path) -> None:
     # the slice's numbers are those of the same images in the whole set
     whole = {i["name"]: i["psnr"] for i in by_set["Set12"].images}
     assert all(i["psnr"] == pytest.approx(whole[i["name"]]) for i in by_set["Set12[1:]"].images)
+
+
+def test_benchmark_command_line_is_recorded_in_the_report(bench_data, tmp_path, capsys) -> None:
+    from restorekit.cli import main
+
+    out = tmp_path / "out"
+    argv = ["benchmark", "--models", bench_data["models"][1], "--sets", bench_data["sets"][0], "--sigmas", "25",
+            "--out", str(out)]
+    assert main(argv) == 0
+    command = "restorekit benchmark --models " + bench_data["models"][1]
+    assert command in (out / "report.md").read_text()
+    assert json.loads((out / "results.json").read_text())["settings"]["command"].startswith(command)
+    assert "Produced by <code>restorekit benchmark" in (out / "report.html").read_text()

@@ -468,10 +468,11 @@ def _run_cell(model: nn.Module, entry: ModelEntry, data: SetEntry, sigma: float 
 def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list[float] | None, out_dir: str | Path, *,
                   protocol: str | None = None, options: Any = None, resume: bool = True, progress: bool = True,
                   seed: int = 0, repeats: int = 1, clip_noise: bool = False, crop_border: int = 0,
-                  report: bool = True) -> BenchmarkResults:
+                  report: bool = True, command: str | None = None) -> BenchmarkResults:
     """Evaluate each model (``LABEL=WEIGHTS`` or ``WEIGHTS``: a checkpoint, an official file or a built-in
     name) on each set (a folder or a named set) at each σ (clean sets; paired sets ignore σ), resuming
-    finished cells from ``out_dir/cells``; then write results.json/.csv and report.html/.md there."""
+    finished cells from ``out_dir/cells``; then write results.json/.csv and report.html/.md there.
+    ``command``, the command line that ran this, is printed in the report so that it can be re-run."""
     from tqdm import tqdm
 
     from .inference import InferenceOptions
@@ -504,6 +505,8 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
     options = options if options is not None else InferenceOptions()
     settings = {"seed": seed, "repeats": repeats, "clip_noise": clip_noise, "crop_border": crop_border,
                 "protocol": protocol, "sigmas": sigma_list, "inference": _options_dict(options)}
+    if command:
+        settings["command"] = command
 
     parsed = [parse_model_spec(m) for m in models]
     defaults = _default_labels([w for _, w in parsed])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -357,7 +358,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     results = run_benchmark(args.models, args.sets, args.sigmas, args.out, protocol=args.protocol,
                             options=_inference_options(args), resume=not args.no_resume, seed=args.seed,
-                            repeats=args.repeats, clip_noise=args.clip_noise, crop_border=args.crop_border)
+                            repeats=args.repeats, clip_noise=args.clip_noise, crop_border=args.crop_border,
+                            command="restorekit " + shlex.join(args.argv))
     print(format_summary(results))
     return 0
 
@@ -428,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write reports
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         with _sigterm_interrupts():

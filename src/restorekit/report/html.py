@@ -85,6 +85,8 @@ def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str
     parts = ["<h1>restorekit benchmark</h1>",
              f'<p class="meta">Generated {escape(generated)} · {len(results.models)} models · {len(results.sets)} sets · '
              f"{len(results.cells)} cells ({results.reused} reused, {results.computed} computed)</p>",
+             *([f'<p class="meta">Produced by <code>{escape(results.settings["command"])}</code></p>']
+               if results.settings.get("command") else []),
              "<h2>Results</h2>",
              "<p>Mean over each set; Δ = ours − published. <em>Re-measured</em>: the same weights measured with an "
              "independent script (agreement within ~0.01 dB expected).</p>",

@@ -32,6 +32,9 @@ def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str
            f"Generated {generated}. Mean over each set; Δ = ours − published. "
            "Published values from `restorekit.published`; *re-measured*: the same weights measured with an "
            "independent script (should agree within ~0.01 dB).", ""]
+    if results.settings.get("command"):
+        out += ["Produced by (run it again to update: finished cells are reused):", "", "```bash",
+                results.settings["command"], "```", ""]
     out += ["## Results", "", table(summary_table(results)) if results.cells else "_No cells were evaluated._", ""]
     for n in results.notes + notes:
         out.append(f"- {n}")
