@@ -37,6 +37,10 @@ def parse_args():
     p.add_argument("--train", nargs="*", default=["derain", "denoise"], choices=["derain", "denoise"],
                    help="which short runs to make (default both; none: timing only)")
     p.add_argument("--steps", type=int, default=300, help="training steps of each run")
+    p.add_argument("--denoise-steps", type=int, default=None,
+                   help="training steps of the denoising run (default --steps; its model is 4× the deraining one)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="training precision of both runs (bf16 autocast; evaluation and timing stay fp32)")
     p.add_argument("--crop", type=int, default=64, help="training crop (a multiple of 8)")
     p.add_argument("--batch", type=int, default=4, help="batch size")
     p.add_argument("--eval-images", type=int, default=24, help="held-out images: Kodak24 crops / PolyU pairs (first K)")
@@ -52,6 +56,8 @@ def parse_args():
         args.steps, args.crop, args.batch = min(args.steps, 3), min(args.crop, 32), min(args.batch, 2)
         args.eval_images, args.eval_crop, args.real_crop = min(args.eval_images, 2), 64, 64
         args.size, args.repeats = min(args.size, 128), 1
+        args.denoise_steps = min(args.denoise_steps or 3, 3)
+    args.denoise_steps = args.denoise_steps or args.steps
     return args
 
 
@@ -124,9 +130,10 @@ def measure_all(args) -> list[dict]:
 # --------------------------------------------------------------------------- runs
 
 
-def common_overrides(args) -> list[str]:
-    warm = max(1, args.steps // 10)
+def common_overrides(args, steps: int) -> list[str]:
+    warm = max(1, steps // 10)
     return [f"data.train.patch.size={args.crop}", f"train.batch_size={args.batch}", f"train.seed={args.seed}",
+            f"train.precision={args.precision}",
             "schedule.unit=step", f"schedule.warmup={warm}", "train.checkpoint_every=50",
             f"train.log_every={1 if args.quick else 10}"]
 
@@ -134,7 +141,7 @@ def common_overrides(args) -> list[str]:
 def run_derain(args, data) -> tuple[Path, list]:
     roots = [str(data[n]) for n in COLOUR_TRAIN]
     run_dir = args.runs / "mprnet-derain"
-    status = C.run_training("mprnet-derain", [f"data.train.root={C.yaml_value(roots)}", *common_overrides(args)],
+    status = C.run_training("mprnet-derain", [f"data.train.root={C.yaml_value(roots)}", *common_overrides(args, args.steps)],
                             run_dir, steps=args.steps, label="mprnet-derain")
     sets = [("Kodak24 synthetic rain streaks", "held-out",
              C.clean_heldout(data["Kodak24"], {"name": "rain-streaks", "params": {}}, channels=3,
@@ -148,8 +155,9 @@ def run_derain(args, data) -> tuple[Path, list]:
 def run_denoise(args, data) -> tuple[Path, list]:
     run_dir = args.runs / "mprnet-denoise"
     status = C.run_training("mprnet-denoise", [f"data.train.root={C.yaml_value([str(data['PolyU'])])}",
-                                               f"data.train.max_images={POLYU_TRAIN}", *common_overrides(args)],
-                            run_dir, steps=args.steps, label="mprnet-denoise")
+                                               f"data.train.max_images={POLYU_TRAIN}",
+                                               *common_overrides(args, args.denoise_steps)],
+                            run_dir, steps=args.denoise_steps, label="mprnet-denoise")
     items = C.paired_heldout(data["PolyU"], input="*_real.JPG", target="*_mean.JPG", channels=3,
                              crop=args.eval_crop or None, select=slice(POLYU_TRAIN, POLYU_TRAIN + args.eval_images))
     return run_dir, [(status, f"PolyU held-out (last {len(items)} by name)", "held-out", items, "mprnet-sidd")]
@@ -201,9 +209,10 @@ def main() -> None:
          if "error" not in t else [t["variant"], "—", "failed: " + t["error"], "", "", "", ""] for t in timings],
         numeric={1, 2, 3, 4, 5, 6}) if timings else "_no variants timed_"
     settings = (f"- Runs: the `mprnet-derain` recipe on {' + '.join(COLOUR_TRAIN)} with synthetic rain streaks, the "
-                f"`mprnet-denoise` recipe on the first {POLYU_TRAIN} PolyU pairs by name; each {args.steps} steps, batch "
-                f"{args.batch}, {args.crop}×{args.crop} crops, warm-up + cosine over the steps "
-                f"({max(1, args.steps // 10)} warm-up steps), seed {args.seed}, {args.threads} thread(s); the recipes' "
+                f"`mprnet-denoise` recipe on the first {POLYU_TRAIN} PolyU pairs by name; {args.steps} and "
+                f"{args.denoise_steps} steps, batch {args.batch}, {args.crop}×{args.crop} crops, {args.precision} "
+                "training, warm-up + cosine over the steps (10 % warm-up), "
+                f"seed {args.seed}, {args.threads} thread(s); the recipes' "
                 "losses (Charbonnier + 0.05·edge summed over the 3 stages; Charbonnier on clamped outputs for "
                 "denoising). MixUp starts at epoch 5 in mprnet-denoise: a short run does not reach it. Run folders "
                 f"under `{C.shown(args.runs)}`.\n"
