@@ -390,3 +390,17 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
     with pytest.raises(RestoreKitError, match="unknown device"):
         resolve_device("cuda:x")
+
+
+def test_default_tile_batch_fills_a_pixel_budget_per_device() -> None:
+    from restorekit.inference import default_tile_batch
+
+    def plan(size: int):
+        return plan_tiles(2000, 2000, tile=size, overlap=8, multiple=1)
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_tile_batch(plan(512), cpu) == 1  # memory grows with each tile; a CPU gains no speed
+    assert default_tile_batch(plan(256), cpu) == 4
+    assert default_tile_batch(plan(48), cpu) == 64  # small fixed-size tiles (IPT) are batched, capped
+    assert default_tile_batch(plan(512), cuda) == 4
+    assert default_tile_batch(plan(1024), cuda) == 1

@@ -98,7 +98,8 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=int, help="process in tiles of this size (bounded memory for large images)")
     g.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the model's receptive field)")
-    g.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    g.add_argument("--tile-batch", type=int, default=None,
+                   help="tiles per forward pass (default: 512² pixels' worth on a CPU, 4× that on a GPU)")
     g.add_argument("--ensemble", action="store_true", help="x8 flip/rotation self-ensemble")
     g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     g.add_argument("--channels-last", action="store_true")
