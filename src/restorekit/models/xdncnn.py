@@ -61,6 +61,10 @@ class XDnCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        # Start near the identity, as DnCNN does: with plain He init the output conv predicts a residual of
+        # std ~0.9 on [0, 1] images (DnCNN: ~0.02), and training first spends hundreds of steps undoing it.
+        # The literature gives no init; this is the reference generator's scale (He x 0.02, _ref_init).
+        layers[-1].weight.data.mul_(0.02)
 
     def noise(self, x: torch.Tensor) -> torch.Tensor:
         """The network's own output: the estimated noise (residual)."""
