@@ -90,11 +90,7 @@ def finish_args(args: argparse.Namespace, name: str) -> argparse.Namespace:
 
 def command_line() -> str:
     """The command that is running, as one could type it again from the checkout's root."""
-    script = Path(sys.argv[0]).resolve()
-    try:
-        script_text = str(script.relative_to(Path.cwd()))
-    except ValueError:
-        script_text = str(script)
+    script_text = shown(Path(sys.argv[0]))
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     return f"{env}PYTHONPATH=src python {shlex.join([script_text, *sys.argv[1:]])}"
 

@@ -261,8 +261,8 @@ def _describe_set(name: str) -> SetEntry:
     folder, samples = evaluate.dataset_samples(name)
     if not samples:
         raise RestoreKitError(f"{folder}: no images")
-    base, part = evaluate.split_subset(name)
-    suffix = str(name)[len(base):] if part is not None else ""
+    base, _ = evaluate.split_subset(name)
+    suffix = str(name)[len(base):]  # "[80:]" for a slice, else ""
     paired = any(s.degraded is not None for s in samples)
     h = hashlib.sha256()
     for s in samples:
