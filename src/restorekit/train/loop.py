@@ -73,7 +73,11 @@ def train(
                 raise RestoreKitError(error)
         cfg.run_dir = str(run_dir)
         trainer = Trainer(cfg, Path(run_dir), info, resume=resume is not None)
-        return trainer.fit()
+        result = trainer.fit()
+        # Rank 0 is still writing the last checkpoints when the others finish; tearing a gloo group down
+        # under a busy peer aborts the process ("terminate called without an active exception").
+        distributed.barrier(info)
+        return result
     finally:
         distributed.cleanup(info)
 
