@@ -64,6 +64,8 @@ def parse_args():
     p.add_argument("--steps", type=int, default=300, help="training steps per task (DuRN-P: 10 updates per step)")
     p.add_argument("--crop", type=int, default=64, help="training crop size")
     p.add_argument("--batch", type=int, default=8, help="batch size")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="training precision (bf16 autocast; evaluation stays fp32)")
     p.add_argument("--eval-images", type=int, default=24, help="held-out images per task (first K by name)")
     p.add_argument("--eval-crop", type=int, default=256, help="centre crop of the synthetic held-out images (0: whole)")
     p.add_argument("--real-crop", type=int, default=0,
@@ -80,7 +82,8 @@ def parse_args():
 def train_overrides(args, task: str, spec: dict, data: dict) -> list[str]:
     roots = [str(data[n]) for n in spec["train"]]
     ov = [f"data.train.root={C.yaml_value(roots)}", f"data.train.patch.size={args.crop}",
-          f"train.batch_size={args.batch}", f"train.seed={args.seed}", "train.checkpoint_every=50",
+          f"train.batch_size={args.batch}", f"train.seed={args.seed}", f"train.precision={args.precision}",
+          "train.checkpoint_every=50",
           f"train.log_every={1 if args.quick else 10}"]
     if task == "real-noise":
         ov.append(f"data.train.max_images={POLYU_TRAIN}")
@@ -183,7 +186,7 @@ def main() -> None:
     published = C.md_table(["task", "model", "published (full training, the paper's data; PSNR / SSIM)"],
                            [[t, TASKS[t]["model"], TASKS[t]["published"]] for t in args.tasks])
     settings = (f"- Each task: its recipe with `data.val=null` and the overrides: {args.steps} steps, batch {args.batch}, "
-                f"{args.crop}×{args.crop} random crops, seed {args.seed}; colour tasks train on "
+                f"{args.crop}×{args.crop} random crops, {args.precision}, seed {args.seed}; colour tasks train on "
                 f"{' + '.join(COLOUR_TRAIN)}, Gaussian on BSD400 (gray), real noise on the first {POLYU_TRAIN} PolyU pairs "
                 f"by name. Run folders under `{C.shown(args.runs)}`; {args.threads} thread(s).\n"
                 f"- Held-out: the first {args.eval_images} images by name, synthetic ones centre-cropped to "
