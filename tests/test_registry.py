@@ -90,3 +90,18 @@ def test_only_ipt_declares_a_fixed_input_size():
     assert fixed == HEAVY
     small = rk.create_model("ipt-denoise", patch_size=12, n_feats=8, num_heads=2, num_layers=1)
     assert small.info.fixed_size and small.patch_size == 12
+
+
+def test_each_model_names_a_known_protocol_and_eval_defaults_to_it() -> None:
+    from restorekit.evaluate import default_protocol
+    from restorekit.metrics import PROTOCOLS
+
+    for name in rk.list_models():
+        info = model_info(name)
+        assert default_protocol(info) in PROTOCOLS, name
+        assert not info.protocol or info.protocol in PROTOCOLS, name
+    expected = {"durn-p": "durn-gray", "durn-p-nonorm": "durn-rgb", "durn-u": "durn-rgb", "durn-us": "durn-rgb",
+                "durn-s": "durn-y", "durn-s-p": "durn-y", "mprnet-deblur": "mprnet", "mprnet-denoise": "mprnet-sidd",
+                "mprnet-derain": "mprnet-derain", "dncnn-s": "dncnn", "ipt-sr-x2": "ipt"}
+    assert {n: default_protocol(model_info(n)) for n in expected} == expected
+    assert default_protocol("derain") == "mprnet-derain"  # a bare task: its usual convention

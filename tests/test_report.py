@@ -296,3 +296,38 @@ def test_benchmark_command_line_is_recorded_in_the_report(bench_data, tmp_path, 
     assert command in (out / "report.md").read_text()
     assert json.loads((out / "results.json").read_text())["settings"]["command"].startswith(command)
     assert "Produced by <code>restorekit benchmark" in (out / "report.html").read_text()
+
+
+def test_mixed_protocols_are_flagged_and_not_ranked_together(tmp_path) -> None:
+    from restorekit.benchmark import BenchmarkResults, Cell, ModelEntry, SetEntry
+    from restorekit.report import per_image_table, protocol_notes, summary_table
+
+    cc15 = [SetEntry("CC15", "CC15", True, 3, 1, "f")]
+
+    def entry(label: str, protocol: str) -> ModelEntry:
+        return ModelEntry(label, f"{label}.safetensors", f"{label}.safetensors", "0" * 64, "x", "denoise-real", 3, 1000,
+                          "", protocol)
+
+    def cell(model: str, protocol: str, psnr: float) -> Cell:
+        mean = {"psnr": psnr, "ssim": 0.9, "input_psnr": 33.0, "input_ssim": 0.8}
+        return Cell("k" + model, model, "CC15", None, protocol, mean, [{"name": "i0", **mean}], None, "forward", "cpu",
+                    {}, {}, "")
+
+    cells = [cell("a", "dncnn", 34.0), cell("b", "dncnn", 34.3), cell("c", "durn-rgb", 34.6)]
+    mixed = BenchmarkResults(tmp_path, [entry("a", ""), entry("b", ""), entry("c", "durn-rgb")], cc15, cells, [], [], [],
+                             {}, {})
+    t = summary_table(mixed)
+    assert t.headers[3] == "protocol" and [r[3] for r in t.rows] == ["dncnn", "dncnn", "durn-rgb"]
+    psnr = t.headers.index("PSNR")
+    assert [sorted(b) for b in t.bold] == [[], [psnr], []]  # c is alone in its protocol: nothing to rank it against
+    assert protocol_notes(mixed) == [
+        ("CC15: the models were measured with different metric protocols (dncnn for a, b; durn-rgb for c), each its "
+         "paper's, so their numbers do not compare directly; pass --protocol NAME to measure all of them alike")]
+    per_image = per_image_table(mixed, "CC15", None)
+    assert per_image.headers[3] == "c PSNR / SSIM (durn-rgb)" and not any(per_image.bold)
+
+    alike = BenchmarkResults(tmp_path, mixed.models, cc15, [cell(m, "durn-rgb", p) for m, p in (("a", 34.0), ("c", 34.6))],
+                             [], [], [], {}, {})
+    t = summary_table(alike)
+    assert "protocol" not in t.headers and t.bold[1] == {t.headers.index("PSNR")}
+    assert protocol_notes(alike) == []

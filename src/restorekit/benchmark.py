@@ -48,6 +48,7 @@ class ModelEntry:
     channels: int
     params: int
     source_file: str = ""  # the official file a converted checkpoint came from
+    protocol: str = ""  # the architecture's own metric convention ("": its task's)
 
 
 @dataclass
@@ -241,7 +242,8 @@ def _describe_model(label: str, spec: str) -> tuple[ModelEntry, nn.Module]:
     meta = getattr(model, "checkpoint_meta", None) or {}
     source = meta.get("source", {}).get("file", "") if isinstance(meta.get("source"), dict) else ""
     entry = ModelEntry(label=label, spec=spec, path=str(path), sha256=_sha256(path), arch=info.name, task=info.task,
-                       channels=info.channels, params=count_parameters(model), source_file=source)
+                       channels=info.channels, params=count_parameters(model), source_file=source,
+                       protocol=info.protocol)
     return entry, model
 
 
@@ -541,7 +543,7 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
                 skipped.append(Skip(label, s.name, sigma, reason))
                 continue
             bar.set_postfix_str(f"{label} · {s.name}" + ("" if sigma is None else f" σ={sigma:g}"))
-            cell = _run_cell(model, entry, s, sigma, protocol or evaluate.default_protocol(entry.task), settings,
+            cell = _run_cell(model, entry, s, sigma, protocol or evaluate.default_protocol(entry), settings,
                              options, cells_dir, env, resume=resume, progress=progress, failed=failed, bar=bar)
             if cell is not None:
                 cells.append(cell)

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder, or a named set: Set12, BSD68, CBSD68, Kodak24, McMaster, PolyU, CC15, …; "
                    "a slice of it by name order: 'PolyU[80:]'")
     p.add_argument("--sigma", type=float, help="add Gaussian noise of this level (0-255 scale) to clean images")
-    p.add_argument("--protocol", help="metric convention (default: the model task's); see restorekit.metrics.PROTOCOLS")
+    p.add_argument("--protocol", help="metric convention (default: the model's paper's, else its task's); see restorekit.metrics.PROTOCOLS")
     p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before measuring")
     p.add_argument("--seed", type=int, default=0, help="base seed of the noise (per image, from its name)")
     p.add_argument("--repeats", type=int, default=1, help="noise draws per image, metrics averaged")
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", nargs="*", default=[], help="folders or named sets (default: those found); 'PolyU[80:]' takes a slice of a set (by name order)")
     p.add_argument("--sigmas", nargs="*", type=float, help="noise levels for clean sets (default 15 25 50)")
     p.add_argument("--out", required=True, help="output folder (results are resumable)")
-    p.add_argument("--protocol", help="metric protocol (default: each model task's)")
+    p.add_argument("--protocol", help="metric protocol for every model (default: each model's own, flagged in the report where they differ)")
     p.add_argument("--no-resume", action="store_true", help="recompute finished cells")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1)
@@ -297,7 +297,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = resolve_model(args.model, args.weights, channels=None if args.weights or args.model else 1)
     check_options(options, model)
     settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
-                            clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info.task),
+                            clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info),
                             crop_border=args.crop_border, model=model.info.name, weights=str(args.weights or ""),
                             inference={"tile": args.tile, "ensemble": args.ensemble, "precision": args.precision})
     with pixel_limit(max_pixels):

@@ -154,9 +154,17 @@ class EvalResult:
         return atomic_write_text(path, text, overwrite=overwrite)
 
 
-def default_protocol(task: str) -> str:
-    return {"denoise": "dncnn", "denoise-real": "durn-rgb", "deblur": "durn-rgb", "dehaze": "durn-rgb",
-            "derain": "mprnet-derain", "deraindrop": "durn-y", "sr": "ipt"}.get(task, "dncnn")
+_TASK_PROTOCOLS = {"denoise": "dncnn", "denoise-real": "durn-rgb", "deblur": "durn-rgb", "dehaze": "durn-rgb",
+                   "derain": "mprnet-derain", "deraindrop": "durn-y", "sr": "ipt"}
+
+
+def default_protocol(info: Any) -> str:
+    """The metric protocol a model is measured with unless one is chosen: its paper's (``info.protocol``,
+    e.g. ``durn-y`` for DuRN-S), else its task's usual one. ``info``: a ModelInfo, or anything with
+    ``task`` and ``protocol``, or a task name."""
+    if isinstance(info, str):
+        return _TASK_PROTOCOLS.get(info, "dncnn")
+    return getattr(info, "protocol", "") or _TASK_PROTOCOLS.get(info.task, "dncnn")
 
 
 def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int = 0,

@@ -446,38 +446,38 @@ class DuRNSP(nn.Module):
 _COMMON: dict[str, Any] = dict(family="durn", paper=_PAPER, input_range=1.0)
 
 
-@register_model("durn-p", task="denoise", channels=1, params=816_225, size_multiple=1, color_order="rgb",
+@register_model("durn-p", task="denoise", protocol="durn-gray", channels=1, params=816_225, size_multiple=1, color_order="rgb",
                 description="DuRN-P, gray, 32 features, BN; Gaussian noise (one model for sigma 30/50/70 on BSD gray)",
                 **_COMMON)
 def durn_p(channels: int = 1) -> DuRNP:
     return DuRNP(channels, 32, "batch")
 
 
-@register_model("durn-p-nonorm", task="denoise-real", channels=3, params=815_651, size_multiple=1, color_order="rgb",
+@register_model("durn-p-nonorm", task="denoise-real", protocol="durn-rgb", channels=3, params=815_651, size_multiple=1, color_order="rgb",
                 description="DuRN-P without normalisation, RGB, 32 features; real noise (RealNoiseHKPoly)", **_COMMON)
 def durn_p_nonorm(channels: int = 3) -> DuRNP:
     return DuRNP(channels, 32, None)
 
 
-@register_model("durn-u", task="deblur", channels=3, params=12_856_579, size_multiple=4, color_order="rgb",
+@register_model("durn-u", task="deblur", protocol="durn-rgb", channels=3, params=12_856_579, size_multiple=4, color_order="rgb",
                 description="DuRN-U, instance norm, six DuRB-U; motion blur (GoPro)", **_COMMON)
 def durn_u(channels: int = 3) -> DuRNU:
     return DuRNU(channels)
 
 
-@register_model("durn-us", task="dehaze", channels=3, params=9_070_915, size_multiple=4, color_order="rgb",
+@register_model("durn-us", task="dehaze", protocol="durn-rgb", channels=3, params=9_070_915, size_multiple=4, color_order="rgb",
                 description="DuRN-US, no normalisation, twelve DuRB-US with SE; haze (RESIDE, DCPDN data)", **_COMMON)
 def durn_us(channels: int = 3) -> DuRNUS:
     return DuRNUS(channels)
 
 
-@register_model("durn-s", task="derain", channels=3, params=3_729_923, size_multiple=1, color_order="rgb",
+@register_model("durn-s", task="derain", protocol="durn-y", channels=3, params=3_729_923, size_multiple=1, color_order="rgb",
                 description="DuRN-S, 64 features, BN, six DuRB-S with SE; rain streaks (DDN, DID-MDN data)", **_COMMON)
 def durn_s(channels: int = 3) -> DuRNS:
     return DuRNS(channels)
 
 
-@register_model("durn-s-p", task="deraindrop", channels=3, params=10_176_964, size_multiple=4, color_order="bgr",
+@register_model("durn-s-p", task="deraindrop", protocol="durn-y", channels=3, params=10_176_964, size_multiple=4, color_order="bgr",
                 description="DuRN-S-P, BN, three DuRB-S then six DuRB-P, BGR input; raindrops (RainDrop)", **_COMMON)
 def durn_s_p(channels: int = 3) -> DuRNSP:
     return DuRNSP(channels)

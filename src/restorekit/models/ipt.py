@@ -395,7 +395,7 @@ def _meta(task: str, tasks: tuple[str, ...]) -> dict[str, Any]:
     scales = tuple(TASK_SCALES[t] for t in tasks)
     return dict(family="ipt", task=task, channels=3, input_range=255.0, size_multiple=48, color_order="rgb",
                 scale=scales[0] if len(scales) == 1 else 1, tasks=tasks, scales=scales, fixed_size=True,
-                paper=_PAPER)
+                protocol="ipt", paper=_PAPER)
 
 
 _FIXED = "; takes exactly 48×48 inputs (tile larger images)"

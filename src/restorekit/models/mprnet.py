@@ -312,19 +312,19 @@ def _build(name: str, channels: int) -> MPRNet:
     return MPRNet(channels, n_feat=n_feat, scale_unetfeats=s_unet, scale_orsnetfeats=s_ors)
 
 
-@register_model("mprnet-deblur", task="deblur", params=20_127_073, **_COMMON,
+@register_model("mprnet-deblur", task="deblur", protocol="mprnet", params=20_127_073, **_COMMON,
                 description="MPRNet for motion deblurring (GoPro), n_feat 96; returns [stage3, stage2, stage1]")
 def mprnet_deblur(channels: int = 3) -> MPRNet:
     return _build("mprnet-deblur", channels)
 
 
-@register_model("mprnet-denoise", task="denoise-real", params=15_741_025, **_COMMON,
+@register_model("mprnet-denoise", task="denoise-real", protocol="mprnet-sidd", params=15_741_025, **_COMMON,
                 description="MPRNet for real-noise denoising (SIDD), n_feat 80; returns [stage3, stage2, stage1]")
 def mprnet_denoise(channels: int = 3) -> MPRNet:
     return _build("mprnet-denoise", channels)
 
 
-@register_model("mprnet-derain", task="derain", params=3_637_249, **_COMMON,
+@register_model("mprnet-derain", task="derain", protocol="mprnet-derain", params=3_637_249, **_COMMON,
                 description="MPRNet for rain-streak removal (Rain13K), n_feat 40; returns [stage3, stage2, stage1]")
 def mprnet_derain(channels: int = 3) -> MPRNet:
     return _build("mprnet-derain", channels)

@@ -21,6 +21,8 @@ class ModelInfo:
     of a multi-output model; ``tasks`` names the tasks a multi-task model takes as ``forward(x, task=…)``,
     ``scales`` their up-scaling factors; ``fixed_size`` marks models that take exactly
     ``model.patch_size``² inputs (IPT's body folds a fixed grid), which the inference path always tiles.
+    ``protocol`` names the paper's metric convention (a key of ``restorekit.metrics.PROTOCOLS``), the
+    default of ``restorekit eval``; empty: the task's usual one.
     """
 
     name: str
@@ -36,6 +38,7 @@ class ModelInfo:
     tasks: tuple[str, ...] = ()
     scales: tuple[int, ...] = ()
     fixed_size: bool = False
+    protocol: str = ""
     paper: str = ""
     description: str = ""
     args: dict[str, Any] = field(default_factory=dict)

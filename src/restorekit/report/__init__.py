@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..benchmark import BenchmarkResults
 
 __all__ = ["write_report", "report_benchmark_dir", "report_folder", "compare_images", "report_run", "summary_table",
-           "per_image_table", "group_title", "Table"]
+           "per_image_table", "protocol_notes", "group_title", "Table"]
 
 
 class Table:
@@ -57,29 +57,57 @@ def _params(n: int | None) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
 
 
+def _mixed_protocols(results: "BenchmarkResults") -> bool:
+    return len({c.protocol for c in results.cells}) > 1
+
+
 def summary_table(results: "BenchmarkResults") -> Table:
-    """Mean PSNR/SSIM per model × set × σ, beside the published and independently re-measured values."""
-    t = Table(["model", "set", "σ", "PSNR", "SSIM", "published", "Δ", "re-measured", "Δ", "input PSNR", "params",
-               "MP/s", "device"], numeric={2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+    """Mean PSNR/SSIM per model × set × σ, beside the published and independently re-measured values.
+    When the models were measured with different protocols, a protocol column shows which, and the best
+    value is marked only among rows measured alike."""
+    mixed = _mixed_protocols(results)
+    head = ["model", "set", "σ"] + (["protocol"] if mixed else []) + [
+        "PSNR", "SSIM", "published", "Δ", "re-measured", "Δ", "input PSNR", "params", "MP/s", "device"]
+    shift = 1 if mixed else 0
+    t = Table(head, numeric={2} | {i + shift for i in range(3, 12)})
     rows = results.rows()
-    best: dict[tuple[str, Any], float] = {}
-    size: dict[tuple[str, Any], int] = {}
+    best: dict[tuple[str, Any, str], float] = {}
+    size: dict[tuple[str, Any, str], int] = {}
     for r in rows:
-        g = (r["set"], r["sigma"])
+        g = (r["set"], r["sigma"], r["protocol"])
         best[g] = max(best.get(g, -math.inf), r["psnr"])
         size[g] = size.get(g, 0) + 1
     for r in rows:
+        g = (r["set"], r["sigma"], r["protocol"])
         pub = _f(r["published_psnr"]) + (f" / {r['published_ssim']:.4f}" if r["published_ssim"] else "")
-        t.add([r["model"], r["set"], _sigma(r["sigma"]), _f(r["psnr"], 3), _f(r["ssim"], 4), pub,
+        t.add([r["model"], r["set"], _sigma(r["sigma"])] + ([r["protocol"]] if mixed else []) + [
+               _f(r["psnr"], 3), _f(r["ssim"], 4), pub,
                _f(r["delta_psnr"], 2, True), _f(r["measured_psnr"], 3), _f(r["delta_measured"], 3, True),
                _f(r["input_psnr"]), _params(r["params"]), _f(r["speed_mp_s"], 3), r["device"]],
-              bold={3} if size[(r["set"], r["sigma"])] > 1 and r["psnr"] == best[(r["set"], r["sigma"])] else set())
+              bold={3 + shift} if size[g] > 1 and r["psnr"] == best[g] else set())
     return t
+
+
+def protocol_notes(results: "BenchmarkResults") -> list[str]:
+    """A warning for each set whose models were measured with different metric protocols."""
+    notes = []
+    for set_name, sigma in results.groups():
+        by: dict[str, list[str]] = {}
+        for c in results.cells_of(set_name, sigma):
+            by.setdefault(c.protocol, []).append(c.model)
+        if len(by) > 1:
+            which = "; ".join(f"{p} for {', '.join(ms)}" for p, ms in by.items())
+            notes.append(f"{group_title(set_name, sigma)}: the models were measured with different metric protocols "
+                         f"({which}), each its paper's, so their numbers do not compare directly; pass "
+                         "--protocol NAME to measure all of them alike")
+    return notes
 
 
 def per_image_table(results: "BenchmarkResults", set_name: str, sigma: float | None) -> Table:
     cells = results.cells_of(set_name, sigma)
-    t = Table(["image"] + [f"{c.model} PSNR / SSIM" for c in cells] + ["input PSNR"],
+    mixed = len({c.protocol for c in cells}) > 1
+    t = Table(["image"] + [f"{c.model} PSNR / SSIM" + (f" ({c.protocol})" if mixed else "") for c in cells]
+              + ["input PSNR" + (f" ({cells[0].protocol})" if mixed else "")],
               numeric=set(range(1, len(cells) + 2)))
     by_model = [{r["name"]: r for r in c.images} for c in cells]
     names = [r["name"] for r in cells[0].images] if cells else []
@@ -89,7 +117,7 @@ def per_image_table(results: "BenchmarkResults", set_name: str, sigma: float | N
         top = max(psnrs)
         row = [name] + [f"{v['psnr']:.3f} / {v['ssim']:.4f}" if v else "—" for v in vals]
         row.append(_f(vals[0]["input_psnr"]) if vals and vals[0] else "—")
-        t.add(row, bold={i + 1 for i, p in enumerate(psnrs) if p == top and len(cells) > 1})
+        t.add(row, bold={i + 1 for i, p in enumerate(psnrs) if p == top and len(cells) > 1 and not mixed})
     mean = ["mean"] + [f"{c.mean['psnr']:.3f} / {c.mean['ssim']:.4f}" for c in cells]
     mean.append(_f(cells[0].mean["input_psnr"]) if cells else "—")
     t.add(mean)
@@ -118,7 +146,7 @@ def settings_items(results: "BenchmarkResults") -> list[tuple[str, str]]:
     protocols = sorted({f"{c.model}: {c.protocol}" for c in results.cells})
     inference = ", ".join(f"{k}={v}" for k, v in s.get("inference", {}).items()) or "defaults"
     return [
-        ("protocol", s.get("protocol") or "each model task's default (" + "; ".join(protocols) + ")"),
+        ("protocol", s.get("protocol") or "each model's own (its paper's, else its task's): " + "; ".join(protocols)),
         ("noise", f"σ ∈ {{{', '.join(f'{x:g}' for x in s.get('sigmas', []))}}} on the 0–255 scale, seeded per image "
                   f"name (seed {s.get('seed', 0)}), {s.get('repeats', 1)} draw(s) per image, "
                   f"{'clipped' if s.get('clip_noise') else 'not clipped'}"),
@@ -168,7 +196,7 @@ def write_report(results: "BenchmarkResults", *, options: Any = None, progress: 
     from ..errors import RestoreKitError
     from . import html, markdown
 
-    notes = []
+    notes = protocol_notes(results)
     if crops and results.cells:
         from .crops import make_crops
 
