@@ -224,6 +224,21 @@ def test_finished_run_resumes_as_a_no_op(tmp_path: Path) -> None:
     assert (run / "state.pt").read_bytes() == before
 
 
+def test_time_budget_ends_the_run_saved_and_a_larger_one_continues_it(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, steps=6, val_every=100, max_minutes=1e-6) | {"run_dir": str(tmp_path / "r")}
+    run = train(cfg)
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["step"] == 1  # the first step already spends the budget
+    assert (run / "last.safetensors").is_file() and (run / "best.safetensors").is_file()  # validated as at the end
+    assert "time budget of 1e-06 min reached at step 1 of 6" in (run / "train.log").read_text()
+    before = (run / "state.pt").read_bytes()
+    assert train(resume=run) == run and (run / "state.pt").read_bytes() == before  # spent: nothing more
+    train(resume=run, overrides=["train.max_minutes=null"], allow_config_change=True)
+    assert torch.load(run / "state.pt", weights_only=True)["step"] == 6
+    with pytest.raises(RestoreKitError, match="max_minutes must be > 0"):
+        build_config(tiny_config(tmp_path), ["train.max_minutes=0"])
+
+
 # --------------------------------------------------------------------------- config
 
 

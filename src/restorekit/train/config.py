@@ -96,11 +96,14 @@ class LoopConfig:
     on a freshly degraded input. ``batch_size`` is global: each of N DDP processes gets 1/N.
     ``ema`` is the EMA decay (null: off). ``val_every`` counts ``val_unit``s; ``checkpoint_every``
     (steps) adds resumable checkpoints between validations. ``progress``, ``tensorboard`` and
-    ``plot`` (``curves.png``) switch those outputs.
+    ``plot`` (``curves.png``) switch those outputs. ``max_minutes`` ends the run early, validated and
+    saved as at its last step, once its training time (the step loop's wall clock, summed over
+    resumes) reaches it; the schedule still spans ``steps``/``epochs``.
     """
 
     steps: int | None = None
     epochs: int | None = None
+    max_minutes: float | None = None
     batch_size: int = 16
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
@@ -309,6 +312,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = getattr(t, key)
         if value is not None and value < 1:
             raise RestoreKitError(f"train.{key} must be >= 1, got {value}")
+    if t.max_minutes is not None and not t.max_minutes > 0:
+        raise RestoreKitError(f"train.max_minutes must be > 0, got {t.max_minutes}")
     if t.ema is not None and not 0.0 < t.ema < 1.0:
         raise RestoreKitError(f"train.ema is a decay in (0, 1), got {t.ema}")
     if not cfg.data.train.root:

@@ -559,10 +559,14 @@ class Trainer:
             for s, h in previous.items():
                 signal.signal(s, h)
 
-    def _due(self, step_done: int) -> tuple[bool, bool]:
+    def _out_of_time(self) -> bool:
+        budget = self.cfg.train.max_minutes
+        return budget is not None and self.wall_time >= budget * 60
+
+    def _due(self, step_done: int, out_of_time: bool = False) -> tuple[bool, bool]:
         """(validate, checkpoint) after ``step_done`` steps."""
         t = self.cfg.train
-        end = step_done >= self.total_steps
+        end = step_done >= self.total_steps or out_of_time
         if t.val_unit == "step":
             val = step_done % t.val_every == 0
         else:
@@ -588,8 +592,10 @@ class Trainer:
             )
 
     def _end_of_step(self, row: dict[str, float | None]) -> bool:
-        """Validate, log, plot and checkpoint as due after ``self.step`` steps; True to stop (a signal)."""
-        do_val, do_ckpt = self._due(self.step)
+        """Validate, log, plot and checkpoint as due after ``self.step`` steps; True to stop (a signal or
+        the time budget)."""
+        (out_of_time,) = distributed.any_flag(self.dist, self._out_of_time())  # ranks' clocks differ a little
+        do_val, do_ckpt = self._due(self.step, out_of_time)
         is_best = False
         if do_val and self.val_set and self.main:
             self.last_val = self.validate()
@@ -608,7 +614,10 @@ class Trainer:
         if stop:
             self.logger.message(f"stopped by signal at step {self.step}; resume with: "
                                 f"restorekit train --resume {self.run_dir}")
-        return stop
+        elif out_of_time:
+            self.logger.message(f"time budget of {self.cfg.train.max_minutes:g} min reached at step {self.step} of "
+                                f"{self.total_steps}: the run ends here (raise train.max_minutes to continue it)")
+        return stop or out_of_time
 
     def fit(self) -> Path:
         """Train to the last step (or a stop signal); return the run folder."""
@@ -616,6 +625,9 @@ class Trainer:
         log = self.logger
         if self.step >= self.total_steps:
             log.message(f"{self.run_dir}: already trained for {self.total_steps} steps")
+            return self.run_dir
+        if self._out_of_time():
+            log.message(f"{self.run_dir}: its time budget of {t.max_minutes:g} min is used up at step {self.step}")
             return self.run_dir
         params = sum(p.numel() for p in self.model.parameters())
         log.message(
