@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from PIL import Image
 
 from restorekit.checkpoints import load_state_dict_strict
 from restorekit.convert import convert_file
@@ -203,3 +206,41 @@ def test_durn_layout_with_wrong_shape_is_reported(tmp_path: Path) -> None:
     bad["block1.up_conv.conv2d.weight"] = torch.zeros(32, 32, 3, 3)
     with pytest.raises(RestoreKitError, match="unexpected shapes"):
         from_durn(bad, tmp_path / "c.pth")
+
+
+@pytest.mark.parametrize("name", ["durn-p", "durn-p-nonorm", "durn-u", "durn-us", "durn-s", "durn-s-p", "dncnn"])
+def test_zeroing_the_output_layer_makes_the_identity(name: str) -> None:
+    from restorekit.models import zero_output_layer
+    from restorekit.models.dncnn import DnCNN
+
+    torch.manual_seed(0)
+    # DnCNN-S's tiny BN scales already start it within 1e-20 of the identity: a DnCNN without BN here
+    model = (DnCNN(1, depth=5, batch_norm=False) if name == "dncnn" else create_model(name)).eval()
+    x = torch.rand(1, model.channels, 36, 36)
+    with torch.no_grad():
+        assert (model(x) - x).abs().max() > 1e-3  # a random residual
+        zero_output_layer(model)
+        assert torch.equal(model(x), x)
+
+
+def test_identity_init_in_training_and_its_errors(tmp_path: Path) -> None:
+    from restorekit.models import zero_output_layer
+    from restorekit.train import build_config, distributed
+    from restorekit.train.loop import Trainer
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((40, 40)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    cfg = build_config({"model": {"name": "durn-p", "identity_init": True},
+                        "data": {"train": {"root": str(data), "patch": {"size": 32},
+                                           "degradation": {"name": "gaussian-noise", "params": {"sigma": 30}}}},
+                        "train": {"steps": 1, "batch_size": 2, "progress": False, "tensorboard": False, "plot": False}})
+    trainer = Trainer(cfg, tmp_path / "run", distributed.setup("cpu"))
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(trainer.model.eval()(x), x)
+    with pytest.raises(RestoreKitError, match="identity_init and init_from"):
+        build_config(cfg.to_dict(), ["model.init_from=x.safetensors"])
+    with pytest.raises(RestoreKitError, match="mprnet-derain has no output layer"):
+        zero_output_layer(create_model("mprnet-derain"))

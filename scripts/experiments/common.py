@@ -200,7 +200,14 @@ def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps:
     """Train ``recipe`` with ``overrides`` for ``steps`` steps in ``run_dir`` (resumed if it holds a
     run, reused if it is finished). Exits with a message when the run stopped early (Ctrl-C / SIGTERM:
     the engine saved a resumable checkpoint; the same command continues it)."""
-    from restorekit.train import train
+    from restorekit.errors import RestoreKitError
+    from restorekit.train import train as engine_train
+
+    def train(**kw: Any) -> None:
+        try:
+            engine_train(**kw)
+        except RestoreKitError as exc:  # a bad setting or data: one line, as restorekit train says it
+            raise SystemExit(f"{label}: {exc}") from None
 
     run_dir = Path(run_dir)
     overrides = [*QUIET, *overrides, "train.epochs=null", f"train.steps={steps}", f"run_dir={run_dir}"]

@@ -66,6 +66,9 @@ def parse_args():
     p.add_argument("--batch", type=int, default=8, help="batch size")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="training precision (bf16 autocast; evaluation stays fp32)")
+    p.add_argument("--set", dest="task_overrides", action="append", default=[], metavar="TASK:KEY=VALUE",
+                   help="a config override for one task's run, e.g. blur:optim.lr=3e-4 or blur:train.steps=1200 "
+                        "(that task's length instead of --steps); repeatable")
     p.add_argument("--eval-images", type=int, default=24, help="held-out images per task (first K by name)")
     p.add_argument("--eval-crop", type=int, default=256, help="centre crop of the synthetic held-out images (0: whole)")
     p.add_argument("--real-crop", type=int, default=0,
@@ -73,6 +76,12 @@ def parse_args():
                         "to 640×360 first, as the recipe does)")
     p.add_argument("--real-images", type=int, default=0, help="first K pairs of each real set (0: all)")
     args = C.finish_args(p.parse_args(), NAME)
+    for item in args.task_overrides:
+        task, sep, override = item.partition(":")
+        if not sep or task not in TASKS or "=" not in override:
+            p.error(f"--set {item}: expected TASK:KEY=VALUE with TASK one of {', '.join(TASKS)}")
+        if override.strip().startswith("train.steps=") and not override.partition("=")[2].strip().isdigit():
+            p.error(f"--set {item}: train.steps takes a whole number")
     if args.quick:
         args.steps, args.crop, args.batch = min(args.steps, 3), min(args.crop, 32), min(args.batch, 2)
         args.eval_images, args.eval_crop, args.real_crop, args.real_images = min(args.eval_images, 2), 64, 64, 2
@@ -87,7 +96,30 @@ def train_overrides(args, task: str, spec: dict, data: dict) -> list[str]:
           f"train.log_every={1 if args.quick else 10}"]
     if task == "real-noise":
         ov.append(f"data.train.max_images={POLYU_TRAIN}")
-    return ov
+    return ov + task_overrides(args, task)
+
+
+def task_overrides(args, task: str) -> list[str]:
+    """The task's --set overrides, its length (train.steps) aside: see task_steps."""
+    return [o for o in _task_sets(args, task) if not o.startswith("train.steps=")]
+
+
+def degradation_overrides(args, task: str) -> dict:
+    """Degradation parameters a --set gives the task's training data: the held-out images get them too."""
+    import yaml
+
+    key = "data.train.degradation.params."
+    return {o.partition("=")[0][len(key):]: yaml.safe_load(o.partition("=")[2])
+            for o in task_overrides(args, task) if o.startswith(key)}
+
+
+def task_steps(args, task: str) -> int:
+    steps = [o.partition("=")[2] for o in _task_sets(args, task) if o.startswith("train.steps=")]
+    return int(steps[-1]) if steps else args.steps
+
+
+def _task_sets(args, task: str) -> list[str]:
+    return [item.partition(":")[2].strip() for item in args.task_overrides if item.partition(":")[0] == task]
 
 
 def heldout_sets(args, task: str, spec: dict, data: dict) -> list[tuple[str, str, list]]:
@@ -102,6 +134,7 @@ def heldout_sets(args, task: str, spec: dict, data: dict) -> list[tuple[str, str
         sets.append((f"PolyU held-out ({len(items)} pairs)", "held-out", items))
     else:
         for deg in spec["heldout_degradations"]:
+            deg = {"name": deg["name"], "params": {**deg["params"], **degradation_overrides(args, task)}}
             items = C.clean_heldout(data[spec["heldout"]], deg, channels=spec["channels"], crop=crop, max_images=k)
             what = deg["name"] + "".join(f" {key} {v}" for key, v in deg["params"].items())
             sets.append((f"{spec['heldout']} {what} ({len(items)}, crop {crop or 'none'})", "held-out", items))
@@ -159,7 +192,8 @@ def main() -> None:
     for task in args.tasks:
         spec = TASKS[task]
         run_dir = args.runs / task
-        status = C.run_training(spec["recipe"], train_overrides(args, task, spec, data), run_dir, steps=args.steps,
+        status = C.run_training(spec["recipe"], train_overrides(args, task, spec, data), run_dir,
+                                steps=args.steps if args.quick else task_steps(args, task),
                                 label=f"{task} ({spec['model']})")
         runs[task] = run_dir
         net = C.load_run(run_dir)
@@ -186,7 +220,8 @@ def main() -> None:
     published = C.md_table(["task", "model", "published (full training, the paper's data; PSNR / SSIM)"],
                            [[t, TASKS[t]["model"], TASKS[t]["published"]] for t in args.tasks])
     settings = (f"- Each task: its recipe with `data.val=null` and the overrides: {args.steps} steps, batch {args.batch}, "
-                f"{args.crop}×{args.crop} random crops, {args.precision}, seed {args.seed}; colour tasks train on "
+                f"{args.crop}×{args.crop} random crops, {args.precision}, seed {args.seed}"
+                f"{''.join(f'; {t}: ' + ', '.join(f'`{o}`' for o in _task_sets(args, t)) for t in args.tasks if _task_sets(args, t))}; colour tasks train on "
                 f"{' + '.join(COLOUR_TRAIN)}, Gaussian on BSD400 (gray), real noise on the first {POLYU_TRAIN} PolyU pairs "
                 f"by name. Run folders under `{C.shown(args.runs)}`; {args.threads} thread(s).\n"
                 f"- Held-out: the first {args.eval_images} images by name, synthetic ones centre-cropped to "

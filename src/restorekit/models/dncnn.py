@@ -56,6 +56,11 @@ class DnCNN(nn.Module):
                     m.weight.normal_(0.0, (2.0 / 9.0 / 64.0) ** 0.5).clamp_(-0.025, 0.025)
                 nn.init.zeros_(m.bias)
 
+    @property
+    def output_layer(self) -> str:
+        """The conv that makes the residual (zero it and the network is the identity)."""
+        return f"body.{len(self.body) - 1}"
+
     def noise(self, x: torch.Tensor) -> torch.Tensor:
         """The network's own output: the estimated noise (residual)."""
         return self.body(x)

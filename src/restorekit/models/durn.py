@@ -259,6 +259,8 @@ class DuRNP(nn.Module):
     ``norm="batch"`` is the Gaussian-noise model (gray), ``norm=None`` the real-noise one (RGB).
     """
 
+    output_layer = "conv4"  # makes the residual: zeroed, the network is the identity (train's identity_init)
+
     def __init__(
         self,
         channels: int = 1,
@@ -303,6 +305,8 @@ class DuRNU(nn.Module):
     """DuRN-U: stride-2 encoder to 1/4 resolution, six DuRB-U (``res`` at 1/2), PixelShuffle decoder, all
     with the reference's instance norm; output ``x + tanh(·)``."""
 
+    output_layer = "end_conv"
+
     def __init__(self, channels: int = 3, blocks: tuple[tuple[int, int], ...] = U_BLOCKS) -> None:
         super().__init__()
         self.channels = channels
@@ -346,6 +350,8 @@ class DuRNU(nn.Module):
 
 class DuRNUS(nn.Module):
     """DuRN-US: as DuRN-U with 64 features throughout, no normalisation, twelve DuRB-US."""
+
+    output_layer = "end_conv"
 
     def __init__(self, channels: int = 3, blocks: tuple[int, ...] = US_BLOCKS) -> None:
         super().__init__()
@@ -397,6 +403,8 @@ class DuRNSP(nn.Module):
     port requires multiples of 4 and leaves padding to the inference path. ``prelu`` is defined but
     unused, as in the reference (its one parameter is in the checkpoints).
     """
+
+    output_layer = "end_conv"
 
     def __init__(
         self,

@@ -124,6 +124,20 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+def zero_output_layer(model: nn.Module) -> None:
+    """Zero the layer that makes a residual model's residual (its ``output_layer``), so that the model
+    starts as the identity: x ± tanh(0) = x for the DuRNs, x − 0 for DnCNN."""
+    import torch
+
+    name = getattr(model, "output_layer", None)
+    if not name:
+        arch = getattr(getattr(model, "info", None), "name", type(model).__name__)
+        raise RestoreKitError(f"{arch} has no output layer that makes a residual (DnCNN and the DuRNs have one)")
+    with torch.no_grad():
+        for p in model.get_submodule(name).parameters():
+            p.zero_()
+
+
 def count_parameters(model: nn.Module) -> int:
     """Parameters and BatchNorm-free buffers excluded: what the papers and reference code count."""
     return sum(p.numel() for p in model.parameters())

@@ -189,7 +189,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, dist: distributed.DistInfo, *, resume: bool = False) -> None:
         from ..losses import build_loss
-        from ..models import create_model
+        from ..models import create_model, zero_output_layer
 
         self.cfg, self.run_dir, self.dist = cfg, run_dir, dist
         t = cfg.train
@@ -212,6 +212,8 @@ class Trainer:
         self.info = self.model.info
         if cfg.model.init_from and state is None:
             self._init_from(cfg.model.init_from)
+        if cfg.model.identity_init and state is None:
+            zero_output_layer(self.model)
         self.channels = cfg.data.train.channels or self.info.channels
         self.bgr = self.info.color_order == "bgr"
 
