@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 
 import common as C
+import yaml
 
 NAME = "durn_tasks"
 COLOUR_TRAIN = ["CSun_Hays80", "CSet14"]
@@ -76,15 +77,22 @@ def parse_args():
                         "to 640×360 first, as the recipe does)")
     p.add_argument("--real-images", type=int, default=0, help="first K pairs of each real set (0: all)")
     args = C.finish_args(p.parse_args(), NAME)
+    # --set, parsed once: each task's overrides as given (args.task_sets), and its length apart (args.task_steps)
+    args.task_sets, args.task_steps = {}, {}
     for item in args.task_overrides:
-        task, sep, override = item.partition(":")
-        if not sep or task not in TASKS or "=" not in override:
+        task, sep, override = (s.strip() for s in item.partition(":"))
+        key, eq, value = override.partition("=")
+        if not sep or task not in TASKS or not eq:
             p.error(f"--set {item}: expected TASK:KEY=VALUE with TASK one of {', '.join(TASKS)}")
-        if override.strip().startswith("train.steps=") and not override.partition("=")[2].strip().isdigit():
+        if key == "train.steps" and not value.strip().isdigit():
             p.error(f"--set {item}: train.steps takes a whole number")
+        args.task_sets.setdefault(task, []).append(override)
+        if key == "train.steps":
+            args.task_steps[task] = int(value)
     if args.quick:
         args.steps, args.crop, args.batch = min(args.steps, 3), min(args.crop, 32), min(args.batch, 2)
         args.eval_images, args.eval_crop, args.real_crop, args.real_images = min(args.eval_images, 2), 64, 64, 2
+        args.task_steps = {t: min(n, 3) for t, n in args.task_steps.items()}
     return args
 
 
@@ -100,26 +108,15 @@ def train_overrides(args, task: str, spec: dict, data: dict) -> list[str]:
 
 
 def task_overrides(args, task: str) -> list[str]:
-    """The task's --set overrides, its length (train.steps) aside: see task_steps."""
-    return [o for o in _task_sets(args, task) if not o.startswith("train.steps=")]
+    """The task's --set overrides, its length (train.steps: args.task_steps) aside."""
+    return [o for o in args.task_sets.get(task, []) if not o.startswith("train.steps=")]
 
 
 def degradation_overrides(args, task: str) -> dict:
     """Degradation parameters a --set gives the task's training data: the held-out images get them too."""
-    import yaml
-
     key = "data.train.degradation.params."
     return {o.partition("=")[0][len(key):]: yaml.safe_load(o.partition("=")[2])
             for o in task_overrides(args, task) if o.startswith(key)}
-
-
-def task_steps(args, task: str) -> int:
-    steps = [o.partition("=")[2] for o in _task_sets(args, task) if o.startswith("train.steps=")]
-    return int(steps[-1]) if steps else args.steps
-
-
-def _task_sets(args, task: str) -> list[str]:
-    return [item.partition(":")[2].strip() for item in args.task_overrides if item.partition(":")[0] == task]
 
 
 def heldout_sets(args, task: str, spec: dict, data: dict) -> list[tuple[str, str, list]]:
@@ -193,7 +190,7 @@ def main() -> None:
         spec = TASKS[task]
         run_dir = args.runs / task
         status = C.run_training(spec["recipe"], train_overrides(args, task, spec, data), run_dir,
-                                steps=args.steps if args.quick else task_steps(args, task),
+                                steps=args.task_steps.get(task, args.steps),
                                 label=f"{task} ({spec['model']})")
         runs[task] = run_dir
         net = C.load_run(run_dir)
@@ -219,9 +216,9 @@ def main() -> None:
 
     published = C.md_table(["task", "model", "published (full training, the paper's data; PSNR / SSIM)"],
                            [[t, TASKS[t]["model"], TASKS[t]["published"]] for t in args.tasks])
+    per_task = "".join(f"; {t}: " + ", ".join(f"`{o}`" for o in args.task_sets[t]) for t in args.tasks if t in args.task_sets)
     settings = (f"- Each task: its recipe with `data.val=null` and the overrides: {args.steps} steps, batch {args.batch}, "
-                f"{args.crop}×{args.crop} random crops, {args.precision}, seed {args.seed}"
-                f"{''.join(f'; {t}: ' + ', '.join(f'`{o}`' for o in _task_sets(args, t)) for t in args.tasks if _task_sets(args, t))}; colour tasks train on "
+                f"{args.crop}×{args.crop} random crops, {args.precision}, seed {args.seed}{per_task}; colour tasks train on "
                 f"{' + '.join(COLOUR_TRAIN)}, Gaussian on BSD400 (gray), real noise on the first {POLYU_TRAIN} PolyU pairs "
                 f"by name. Run folders under `{C.shown(args.runs)}`; {args.threads} thread(s).\n"
                 f"- Held-out: the first {args.eval_images} images by name, synthetic ones centre-cropped to "

@@ -164,7 +164,7 @@ def default_protocol(info: Any) -> str:
     ``task`` and ``protocol``, or a task name."""
     if isinstance(info, str):
         return _TASK_PROTOCOLS.get(info, "dncnn")
-    return getattr(info, "protocol", "") or _TASK_PROTOCOLS.get(info.task, "dncnn")
+    return info.protocol or _TASK_PROTOCOLS.get(info.task, "dncnn")
 
 
 def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int = 0,

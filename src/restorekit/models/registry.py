@@ -7,6 +7,7 @@ import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from ..errors import RestoreKitError
@@ -127,8 +128,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 def zero_output_layer(model: nn.Module) -> None:
     """Zero the layer that makes a residual model's residual (its ``output_layer``), so that the model
     starts as the identity: x ± tanh(0) = x for the DuRNs, x − 0 for DnCNN."""
-    import torch
-
     name = getattr(model, "output_layer", None)
     if not name:
         arch = getattr(getattr(model, "info", None), "name", type(model).__name__)

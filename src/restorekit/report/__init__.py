@@ -57,15 +57,15 @@ def _params(n: int | None) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
 
 
-def _mixed_protocols(results: "BenchmarkResults") -> bool:
-    return len({c.protocol for c in results.cells}) > 1
+def _mixed_protocols(cells: list[Any]) -> bool:
+    return len({c.protocol for c in cells}) > 1
 
 
 def summary_table(results: "BenchmarkResults") -> Table:
     """Mean PSNR/SSIM per model × set × σ, beside the published and independently re-measured values.
     When the models were measured with different protocols, a protocol column shows which, and the best
     value is marked only among rows measured alike."""
-    mixed = _mixed_protocols(results)
+    mixed = _mixed_protocols(results.cells)
     head = ["model", "set", "σ"] + (["protocol"] if mixed else []) + [
         "PSNR", "SSIM", "published", "Δ", "re-measured", "Δ", "input PSNR", "params", "MP/s", "device"]
     shift = 1 if mixed else 0
@@ -92,10 +92,11 @@ def protocol_notes(results: "BenchmarkResults") -> list[str]:
     """A warning for each set whose models were measured with different metric protocols."""
     notes = []
     for set_name, sigma in results.groups():
-        by: dict[str, list[str]] = {}
-        for c in results.cells_of(set_name, sigma):
-            by.setdefault(c.protocol, []).append(c.model)
-        if len(by) > 1:
+        cells = results.cells_of(set_name, sigma)
+        if _mixed_protocols(cells):
+            by: dict[str, list[str]] = {}
+            for c in cells:
+                by.setdefault(c.protocol, []).append(c.model)
             which = "; ".join(f"{p} for {', '.join(ms)}" for p, ms in by.items())
             notes.append(f"{group_title(set_name, sigma)}: the models were measured with different metric protocols "
                          f"({which}), each its paper's, so their numbers do not compare directly; pass "
@@ -105,7 +106,7 @@ def protocol_notes(results: "BenchmarkResults") -> list[str]:
 
 def per_image_table(results: "BenchmarkResults", set_name: str, sigma: float | None) -> Table:
     cells = results.cells_of(set_name, sigma)
-    mixed = len({c.protocol for c in cells}) > 1
+    mixed = _mixed_protocols(cells)
     t = Table(["image"] + [f"{c.model} PSNR / SSIM" + (f" ({c.protocol})" if mixed else "") for c in cells]
               + ["input PSNR" + (f" ({cells[0].protocol})" if mixed else "")],
               numeric=set(range(1, len(cells) + 2)))
