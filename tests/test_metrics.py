@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -371,8 +372,8 @@ def test_protocol_table_is_complete_and_valid() -> None:
         assert isinstance(proto, MetricProtocol) and len(proto.description) > 40
         assert np.isfinite(psnr(a, b, protocol=name).item())
         assert 0 < ssim(a, b, protocol=name).item() < 1
-    with pytest.raises(Exception):
-        PROTOCOLS["dncnn"].color = "y"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROTOCOLS["dncnn"].color = "y"
 
 
 def test_explicit_kwargs_override_protocol() -> None:

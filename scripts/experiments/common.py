@@ -179,6 +179,16 @@ def run_status(run_dir: Path) -> RunStatus | None:
     return RunStatus(int(meta.get("step", 0)), float(meta.get("wall_time", 0.0)))
 
 
+def _budget_spent(recipe: str, overrides: list[str], status: RunStatus) -> bool:
+    """Whether the ``train.max_minutes`` these settings give is used up: the engine ends such a run early,
+    validated and saved, so it counts as finished (a larger budget continues it)."""
+    from restorekit.recipes import load_recipe
+    from restorekit.train import build_config
+
+    budget = build_config(load_recipe(recipe), overrides).train.max_minutes
+    return budget is not None and status.wall_time >= budget * 60
+
+
 def _check_resumable(recipe: str, overrides: list[str], run_dir: Path, allowed: tuple[str, ...]) -> None:
     """Refuse (with the differences) to resume a run made with other settings, except ``allowed`` keys."""
     from restorekit.recipes import load_recipe
@@ -198,8 +208,9 @@ def _check_resumable(recipe: str, overrides: list[str], run_dir: Path, allowed: 
 
 def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps: int, label: str = "") -> RunStatus:
     """Train ``recipe`` with ``overrides`` for ``steps`` steps in ``run_dir`` (resumed if it holds a
-    run, reused if it is finished). Exits with a message when the run stopped early (Ctrl-C / SIGTERM:
-    the engine saved a resumable checkpoint; the same command continues it)."""
+    run, reused if it is finished: ``steps`` reached, or its ``train.max_minutes`` spent). Exits with a
+    message when the run stopped early (Ctrl-C / SIGTERM: the engine saved a resumable checkpoint; the
+    same command continues it)."""
     from restorekit.errors import RestoreKitError
     from restorekit.train import train as engine_train
 
@@ -217,6 +228,9 @@ def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps:
     if status is not None and status.step >= steps:
         log(f"{label}: already trained ({status.step} steps) in {run_dir}")
         return status
+    if status is not None and _budget_spent(recipe, overrides, status):
+        log(f"{label}: its time budget is spent ({status.step} steps, {status.wall_time / 60:.1f} min) in {run_dir}")
+        return status
     if status is not None:
         _check_resumable(recipe, overrides, run_dir, allowed=("train.steps",))
         log(f"{label}: resuming {run_dir} at step {status.step} of {steps}")
@@ -228,7 +242,9 @@ def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps:
         log(f"{label}: training {recipe} for {steps} steps in {run_dir}")
         train(recipe=recipe, overrides=overrides)
     status = run_status(run_dir)
-    if status is None or status.step < steps:
+    if status is not None and status.step < steps and _budget_spent(recipe, overrides, status):
+        log(f"{label}: time budget reached at step {status.step} of {steps}")
+    elif status is None or status.step < steps:
         at = status.step if status else 0
         raise SystemExit(f"{label}: training stopped at step {at} of {steps}; run the same command again to continue")
     cpu = (time.process_time() - cpu0) / max(1, status.step - start_step)

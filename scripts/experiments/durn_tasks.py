@@ -43,7 +43,7 @@ TASKS = {
                        "heldout": "PolyU", "real": ("CC15", "*_real.png", "*_mean.png", None),
                        "published": "RealNoiseHKPoly: 36.83 / 0.9636"},
     "blur": {"model": "durn-u", "recipe": "durn-u-blur", "channels": 3, "protocol": "durn-rgb", "train": COLOUR_TRAIN,
-                 "heldout": "Kodak24", "heldout_degradations": [{"name": "motion-blur", "params": {}}],
+                 "heldout": "Kodak24", "heldout_degradations": [{"name": "motion-blur", "params": {"length_range": [4, 16]}}],
                  "real": ("gopro-sample", "*_blur1.png", "*_sharp1.png", [640, 360]), "published": "GoPro: 29.90 / 0.9101"},
     "haze": {"model": "durn-us", "recipe": "durn-us-haze", "channels": 3, "protocol": "durn-rgb", "train": COLOUR_TRAIN,
                  "heldout": "Kodak24", "heldout_degradations": [{"name": "haze", "params": {}}],
@@ -223,7 +223,7 @@ def main() -> None:
                 f"by name. Run folders under `{C.shown(args.runs)}`; {args.threads} thread(s).\n"
                 f"- Held-out: the first {args.eval_images} images by name, synthetic ones centre-cropped to "
                 f"{args.eval_crop or 'whole'} and degraded with a generator seeded by the file name (degradation "
-                f"parameters: the recipe's defaults); real pairs {'cropped to ' + str(args.real_crop) if args.real_crop else 'whole'}. "
+                f"parameters: the recipe's, plus those a task's `--set` gives its training data); real pairs {'cropped to ' + str(args.real_crop) if args.real_crop else 'whole'}. "
                 "Last weights, run through `restorekit.inference.restore_tensor` (fp32).\n"
                 "- Protocols (restorekit.metrics.PROTOCOLS): `durn-gray` (uint8 by truncation, gray, skimage SSIM), "
                 "`durn-rgb` (the same on RGB), `durn-y` (OpenCV full-range Y). Input PSNR/SSIM: the degraded image "

@@ -29,7 +29,8 @@ class ModelConfig:
     zeroes the layer that makes a residual model's residual (the model's ``output_layer``: DnCNN, the
     DuRNs), so that training starts from output = input instead of a random residual. With PyTorch's
     default init DuRN-U starts 11 dB below its input on motion blur and is still 2.8 dB below after
-    300 steps; from the identity it stays at its input's PSNR."""
+    300 steps. With Adam, pair it with a larger ``optim.eps`` (1e-5) where a ReLU feeds the zeroed
+    layer: Adam's normalised steps otherwise kill that ReLU (DuRN-S-P's ``deconv2``; docs/training.md)."""
 
     name: str = "dncnn-s"
     args: dict[str, Any] = field(default_factory=dict)
