@@ -179,16 +179,6 @@ def run_status(run_dir: Path) -> RunStatus | None:
     return RunStatus(int(meta.get("step", 0)), float(meta.get("wall_time", 0.0)))
 
 
-def _budget_spent(recipe: str, overrides: list[str], status: RunStatus) -> bool:
-    """Whether the ``train.max_minutes`` these settings give is used up: the engine ends such a run early,
-    validated and saved, so it counts as finished (a larger budget continues it)."""
-    from restorekit.recipes import load_recipe
-    from restorekit.train import build_config
-
-    budget = build_config(load_recipe(recipe), overrides).train.max_minutes
-    return budget is not None and status.wall_time >= budget * 60
-
-
 def _check_resumable(recipe: str, overrides: list[str], run_dir: Path, allowed: tuple[str, ...]) -> None:
     """Refuse (with the differences) to resume a run made with other settings, except ``allowed`` keys."""
     from restorekit.recipes import load_recipe
@@ -212,6 +202,8 @@ def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps:
     message when the run stopped early (Ctrl-C / SIGTERM: the engine saved a resumable checkpoint; the
     same command continues it)."""
     from restorekit.errors import RestoreKitError
+    from restorekit.recipes import load_recipe
+    from restorekit.train import build_config
     from restorekit.train import train as engine_train
 
     def train(**kw: Any) -> None:
@@ -221,14 +213,22 @@ def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps:
             raise SystemExit(f"{label}: {exc}") from None
 
     run_dir = Path(run_dir)
-    overrides = [*QUIET, *overrides, "train.epochs=null", f"train.steps={steps}", f"run_dir={run_dir}"]
-    status = run_status(run_dir)
     label = label or run_dir.name
+    overrides = [*QUIET, *overrides, "train.epochs=null", f"train.steps={steps}", f"run_dir={run_dir}"]
+    try:  # the engine ends a run on its train.max_minutes, validated and saved: spent, it counts as finished
+        budget = build_config(load_recipe(recipe), overrides).train.max_minutes
+    except RestoreKitError as exc:
+        raise SystemExit(f"{label}: {exc}") from None
+
+    def budget_spent(status: RunStatus) -> bool:
+        return budget is not None and status.wall_time >= budget * 60
+
+    status = run_status(run_dir)
     start_step, cpu0 = (status.step if status else 0), time.process_time()
     if status is not None and status.step >= steps:
         log(f"{label}: already trained ({status.step} steps) in {run_dir}")
         return status
-    if status is not None and _budget_spent(recipe, overrides, status):
+    if status is not None and budget_spent(status):
         log(f"{label}: its time budget is spent ({status.step} steps, {status.wall_time / 60:.1f} min) in {run_dir}")
         return status
     if status is not None:
@@ -242,7 +242,7 @@ def run_training(recipe: str, overrides: Iterable[str], run_dir: Path, *, steps:
         log(f"{label}: training {recipe} for {steps} steps in {run_dir}")
         train(recipe=recipe, overrides=overrides)
     status = run_status(run_dir)
-    if status is not None and status.step < steps and _budget_spent(recipe, overrides, status):
+    if status is not None and status.step < steps and budget_spent(status):
         log(f"{label}: time budget reached at step {status.step} of {steps}")
     elif status is None or status.step < steps:
         at = status.step if status else 0

@@ -30,7 +30,6 @@ import math
 from pathlib import Path
 
 import common as C
-import yaml
 
 NAME = "durn_tasks"
 COLOUR_TRAIN = ["CSun_Hays80", "CSet14"]
@@ -43,17 +42,17 @@ TASKS = {
                        "heldout": "PolyU", "real": ("CC15", "*_real.png", "*_mean.png", None),
                        "published": "RealNoiseHKPoly: 36.83 / 0.9636"},
     "blur": {"model": "durn-u", "recipe": "durn-u-blur", "channels": 3, "protocol": "durn-rgb", "train": COLOUR_TRAIN,
-                 "heldout": "Kodak24", "heldout_degradations": [{"name": "motion-blur", "params": {"length_range": [4, 16]}}],
+                 "heldout": "Kodak24",
                  "real": ("gopro-sample", "*_blur1.png", "*_sharp1.png", [640, 360]), "published": "GoPro: 29.90 / 0.9101"},
     "haze": {"model": "durn-us", "recipe": "durn-us-haze", "channels": 3, "protocol": "durn-rgb", "train": COLOUR_TRAIN,
-                 "heldout": "Kodak24", "heldout_degradations": [{"name": "haze", "params": {}}],
+                 "heldout": "Kodak24",
                  "published": "RESIDE: 32.12 / 0.9803; DCPDN data: 32.60 / 0.9828"},
     "rain": {"model": "durn-s", "recipe": "durn-s-rain", "channels": 3, "protocol": "durn-y", "train": COLOUR_TRAIN,
-                 "heldout": "Kodak24", "heldout_degradations": [{"name": "rain-streaks", "params": {}}],
+                 "heldout": "Kodak24",
                  "real": ("rain-sample", "input/*", "target/*", None),
                  "published": "DID-MDN data: 33.21 / 0.9251; DDN data: 31.30 / 0.9194"},
     "raindrop": {"model": "durn-s-p", "recipe": "durn-s-p-raindrop", "channels": 3, "protocol": "durn-y", "train": COLOUR_TRAIN,
-                     "heldout": "Kodak24", "heldout_degradations": [{"name": "raindrops", "params": {}}],
+                     "heldout": "Kodak24",
                      "published": "RainDrop test_a: 31.24 / 0.9259; test_b: 25.32 / 0.8174"},
 }
 POLYU_TRAIN = 80  # PolyU's 100 pairs sorted by name: the first 80 train, the last 20 are held out
@@ -112,11 +111,13 @@ def task_overrides(args, task: str) -> list[str]:
     return [o for o in args.task_sets.get(task, []) if not o.startswith("train.steps=")]
 
 
-def degradation_overrides(args, task: str) -> dict:
-    """Degradation parameters a --set gives the task's training data: the held-out images get them too."""
-    key = "data.train.degradation.params."
-    return {o.partition("=")[0][len(key):]: yaml.safe_load(o.partition("=")[2])
-            for o in task_overrides(args, task) if o.startswith(key)}
+def training_degradation(args, task: str, spec: dict, data: dict) -> dict:
+    """The degradation the task's run trains with: its recipe's, with any parameters its --set gives."""
+    from restorekit.recipes import load_recipe
+    from restorekit.train import build_config
+
+    deg = build_config(load_recipe(spec["recipe"]), train_overrides(args, task, spec, data)).data.train.degradation
+    return {"name": deg.name, "params": dict(deg.params)}
 
 
 def heldout_sets(args, task: str, spec: dict, data: dict) -> list[tuple[str, str, list]]:
@@ -130,8 +131,8 @@ def heldout_sets(args, task: str, spec: dict, data: dict) -> list[tuple[str, str
                                  select=slice(POLYU_TRAIN, POLYU_TRAIN + k))
         sets.append((f"PolyU held-out ({len(items)} pairs)", "held-out", items))
     else:
-        for deg in spec["heldout_degradations"]:
-            deg = {"name": deg["name"], "params": {**deg["params"], **degradation_overrides(args, task)}}
+        # Gaussian noise is held out at fixed σs; the other tasks at the degradation they train with
+        for deg in spec.get("heldout_degradations") or [training_degradation(args, task, spec, data)]:
             items = C.clean_heldout(data[spec["heldout"]], deg, channels=spec["channels"], crop=crop, max_images=k)
             what = deg["name"] + "".join(f" {key} {v}" for key, v in deg["params"].items())
             sets.append((f"{spec['heldout']} {what} ({len(items)}, crop {crop or 'none'})", "held-out", items))
