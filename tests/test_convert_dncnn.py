@@ -144,3 +144,87 @@ def test_three_formats_agree():
         assert (a - b).abs().max() < 1e-5
         c = load_weights(saoyan)(img)  # a different training run: same layout, different weights
         assert c.shape == a.shape
+
+
+# --- layouts as the reference code builds them (layer order written here, no reference code imported) ---
+
+def _saoyan_net(channels: int, layers: int) -> torch.nn.Sequential:
+    """SaoYan/DnCNN-PyTorch's ``DnCNN(channels, num_of_layers)``: ``self.dncnn``, bias-free convs, BN in
+    the middle layers; its forward returns the noise."""
+    seq = [torch.nn.Conv2d(channels, 64, 3, padding=1, bias=False), torch.nn.ReLU(inplace=True)]
+    for _ in range(layers - 2):
+        seq += [torch.nn.Conv2d(64, 64, 3, padding=1, bias=False), torch.nn.BatchNorm2d(64), torch.nn.ReLU(inplace=True)]
+    seq.append(torch.nn.Conv2d(64, channels, 3, padding=1, bias=False))
+    return torch.nn.Sequential(*seq)
+
+
+def _kair_br_net(channels: int, nb: int, bias: bool) -> torch.nn.Sequential:
+    """KAIR's ``DnCNN(in_nc, out_nc, nc=64, nb, act_mode='BR')`` after ``B.sequential`` flattens it: head
+    conv+ReLU, (nb−2)×[conv, BN, ReLU], tail conv; its forward is x − model(x)."""
+    seq = [torch.nn.Conv2d(channels, 64, 3, padding=1, bias=bias), torch.nn.ReLU(inplace=True)]
+    for _ in range(nb - 2):
+        seq += [torch.nn.Conv2d(64, 64, 3, padding=1, bias=bias), torch.nn.BatchNorm2d(64, momentum=0.9, eps=1e-4),
+                torch.nn.ReLU(inplace=True)]
+    seq.append(torch.nn.Conv2d(64, channels, 3, padding=1, bias=bias))
+    return torch.nn.Sequential(*seq)
+
+
+def _randomise(net: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0, 0.05)
+                if m.bias is not None:
+                    m.bias.uniform_(-0.05, 0.05)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    return net.eval()
+
+
+def _restore(tmp_path, state, name="net.pth"):
+    path = tmp_path / name
+    torch.save(state, path)
+    conv = convert_file(path)
+    model = rk.create_model(conv.arch, **conv.args).eval()
+    model.load_state_dict(conv.state_dict, strict=True)
+    return conv, model
+
+
+@pytest.mark.parametrize("channels, layers, arch", [(1, 9, "dncnn-9"), (1, 20, "dncnn-b"), (3, 20, "cdncnn-b"),
+                                                    (1, 12, "dncnn")])
+def test_saoyan_files_of_any_depth(tmp_path, channels, layers, arch):
+    net = _randomise(_saoyan_net(channels, layers))
+    state = {"module.dncnn." + k: v for k, v in net.state_dict().items()}  # saved from DataParallel
+    conv, model = _restore(tmp_path, state)
+    assert conv.arch == arch
+    x = torch.rand(1, channels, 21, 18)
+    with torch.no_grad():
+        assert (model(x) - (x - net(x))).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("channels, nb, bias", [(1, 17, True), (1, 17, False), (3, 20, True)])
+def test_kair_trained_form(tmp_path, channels, nb, bias):
+    net = _randomise(_kair_br_net(channels, nb, bias))
+    conv, model = _restore(tmp_path, {"model." + k: v for k, v in net.state_dict().items()})
+    assert conv.arch == "dncnn" and conv.args == {"channels": channels, "depth": nb, "features": 64,
+                                                   "batch_norm": True, "bias": bias, "bn_eps": 1e-4}
+    x = torch.rand(2, channels, 17, 22)
+    with torch.no_grad():
+        expected = x - net(x)
+        assert (model(x) - expected).abs().max() <= 1e-5
+        # through the inference path, which folds BN into the convs
+        assert (rk.restore(x[:1], model) - expected[:1].clamp(0, 1)).abs().max() <= 1e-5
+
+
+def test_folded_file_of_another_depth_converts_generically(tmp_path):
+    net = _randomise(_kair_br_net(1, 7, True))
+    folded = torch.nn.Sequential(*[m for m in net if not isinstance(m, torch.nn.BatchNorm2d)])
+    conv, model = _restore(tmp_path, {"model." + k: v for k, v in folded.state_dict().items()})
+    assert conv.arch == "dncnn" and conv.args["depth"] == 7 and conv.args["batch_norm"] is False
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert (model(x) - (x - folded(x))).abs().max() <= 1e-6

@@ -119,3 +119,10 @@ def dncnn3_folded(channels: int = 1) -> DnCNN:
                 description="colour DnCNN, 17 biased convs + BN, 3 channels")
 def dncnn_color(channels: int = 3) -> DnCNN:
     return DnCNN(channels, depth=17, batch_norm=True, bias=True)
+
+
+@register_model("dncnn", family="dncnn", task="denoise", channels=1, params=None, paper=_PAPER,
+                description="DnCNN of any depth, width and layer form: converted files whose layout no named variant has")
+def dncnn_any(channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = True,
+              bias: bool = False, bn_eps: float = 1e-5) -> DnCNN:
+    return DnCNN(channels, depth=depth, features=features, batch_norm=batch_norm, bias=bias, bn_eps=bn_eps)
