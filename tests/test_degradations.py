@@ -431,3 +431,18 @@ def test_jpeg_and_bicubic_entries() -> None:
     assert degrade("bicubic-down", img, gen(), factor=2).shape == (3, 32, 32)
     with pytest.raises(RestoreKitError, match="quality_range"):
         degrade("jpeg", img, gen(), quality_range=(0, 50))
+
+
+def test_gaussian_noise_eight_bit_fraction() -> None:
+    batch = torch.full((64, 1, 16, 16), 0.5)
+    float_noisy = degrade("gaussian-noise", batch, gen(3), sigma=25)
+    assert torch.equal(degrade("gaussian-noise", batch, gen(3), sigma=25, eight_bit=0.0), float_noisy)
+    quantised = degrade("gaussian-noise", batch, gen(3), sigma=25, eight_bit=1.0)
+    assert float(quantised.min()) >= 0 and float(quantised.max()) <= 1
+    assert torch.equal(quantised * 255, (quantised * 255).round())
+    assert (quantised - float_noisy).abs().max() <= 0.5 / 255 + 1e-6  # rounding only: the same draw
+    half = degrade("gaussian-noise", batch, gen(3), sigma=25, eight_bit=0.5)
+    on_grid = [bool(torch.equal(img * 255, (img * 255).round())) for img in half]
+    assert 16 < sum(on_grid) < 48
+    with pytest.raises(RestoreKitError, match="eight_bit"):
+        degrade("gaussian-noise", batch, gen(), sigma=25, eight_bit=1.5)

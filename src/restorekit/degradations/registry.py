@@ -28,10 +28,12 @@ def gaussian_noise(
     sigma_range: tuple[float, float] | None = None,
     sigma_choices: Sequence[float] | None = None,
     clip: bool = False,
+    eight_bit: float = 0.0,
 ) -> torch.Tensor:
     """AWGN with σ (0–255 scale) fixed, drawn uniformly from ``sigma_range`` per image (blind training,
     DnCNN-B's (0, 55)) or picked per image from ``sigma_choices`` (DuRN's [30, 50, 70]). Give at most
-    one; the default is ``sigma_range=(0, 55)``."""
+    one; the default is ``sigma_range=(0, 55)``. ``eight_bit`` is the fraction of images whose noisy
+    version is then rounded and clipped to 8 bits, as a noisy photo saved to PNG or JPEG is."""
     x, squeeze = _as_batch(img, "gaussian-noise")
     _check_generator(generator, "gaussian-noise")
     given = [p for p in (sigma, sigma_range, sigma_choices) if p is not None]
@@ -50,7 +52,12 @@ def gaussian_noise(
     else:
         lo, hi = _check_range(sigma_range if sigma_range is not None else (0.0, 55.0), "sigma_range", lo=0.0)
         sigmas = _uniform(generator, lo, hi, n).float()
+    if isinstance(eight_bit, bool) or not isinstance(eight_bit, (int, float)) or not 0 <= eight_bit <= 1:
+        raise RestoreKitError(f"gaussian-noise: eight_bit must be a fraction in [0, 1], got {eight_bit!r}")
     out = add_gaussian_noise(x, sigmas, generator=generator, clip=clip)
+    if eight_bit > 0:
+        pick = (torch.rand(n, generator=generator) < eight_bit).view(-1, *([1] * (x.ndim - 1))).to(out.device)
+        out = torch.where(pick, (out.clamp(0, 1) * 255).round() / 255, out)
     return out.squeeze(0) if squeeze else out
 
 
