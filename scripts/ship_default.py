@@ -1,0 +1,61 @@
+"""Make a training run's EMA weights a built-in default: restorekit's checkpoint format, metadata with
+what a reader needs to judge the weights (steps, patches seen, training hours, hardware, the config)
+and no path of the machine that trained them (data roots become paths under ``shared/``, the run
+folder is dropped).
+
+    PYTHONPATH=src python scripts/ship_default.py training-state/default-gray/last.safetensors default-gray
+
+Also used to rewrite the metadata of weights already shipped (same tensors, same file name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from restorekit.checkpoints import read_checkpoint, save_checkpoint
+from restorekit.pretrained import BUILTIN, WEIGHTS_DIR
+
+
+def portable(value: Any) -> Any:
+    """``value`` with every absolute path made machine-independent: from ``shared/`` on when it lies in
+    the shared data folder, otherwise only its file or folder name."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items() if k != "run_dir"}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        match = re.search(r"/(shared/.*)$", value)
+        return match.group(1) if match else Path(value).name
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="the run's EMA weights (last.safetensors)")
+    parser.add_argument("name", choices=sorted(BUILTIN), help="the built-in default to replace")
+    args = parser.parse_args()
+
+    state, meta = read_checkpoint(args.checkpoint)
+    config = meta.get("config") or {}
+    train = config.get("train", {})
+    batch = int(train.get("batch_size", 0)) * int(meta.get("world_size", 1))
+    wall = float(meta.get("wall_time", 0.0))
+    cores = int(meta.get("hardware", {}).get("cpu_count", 1))
+    extra = {k: v for k, v in meta.items() if k not in ("format_version", "arch", "args", "aliases")}
+    extra.update(
+        patches_seen=int(meta.get("step", 0)) * batch,
+        patch_size=config.get("data", {}).get("train", {}).get("patch", {}).get("size"),
+        training_hours=round(wall / 3600, 3),
+        cpu_core_hours=round(wall * cores / 3600, 3),
+    )
+    extra = portable(extra)
+    out = save_checkpoint(WEIGHTS_DIR / BUILTIN[args.name], state, arch=meta["arch"], args=meta["args"], metadata=extra)
+    print(f"{out.name}: {meta['arch']}, step {meta.get('step')}, {extra['patches_seen']:,} patches, "
+          f"{extra['training_hours']} h on {cores} cores")
+
+
+if __name__ == "__main__":
+    main()
