@@ -10,7 +10,7 @@ import restorekit as rk
 from restorekit.convert import convert_checkpoint, convert_file
 from restorekit.errors import RestoreKitError
 
-from conftest import shared_path
+from conftest import randomise_batchnorm, shared_path
 
 
 def _write_matconvnet(path, convs):
@@ -177,12 +177,7 @@ def _randomise(net: torch.nn.Module) -> torch.nn.Module:
                 m.weight.normal_(0, 0.05)
                 if m.bias is not None:
                     m.bias.uniform_(-0.05, 0.05)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return net.eval()
+    return randomise_batchnorm(net).eval()
 
 
 def _restore(tmp_path, state, name="net.pth"):

@@ -5,6 +5,8 @@ import restorekit as rk
 from restorekit.errors import RestoreKitError
 from restorekit.models import count_parameters, model_info
 
+from conftest import randomise_batchnorm
+
 HEAVY = {"ipt-sr-x2", "ipt-sr-x3", "ipt-sr-x4", "ipt-denoise", "ipt-derain", "ipt-pretrain"}
 
 
@@ -58,14 +60,7 @@ def test_fold_batchnorm_keeps_outputs():
 
     torch.manual_seed(0)
     model = rk.create_model("dncnn-s")
-    with torch.no_grad():  # non-trivial BN statistics
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    model.eval()
+    randomise_batchnorm(model).eval()
     folded = fold_dncnn(model)
     assert folded.info.name == "dncnn-s-folded"
     assert count_parameters(folded) == 555_137
