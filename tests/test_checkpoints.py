@@ -98,3 +98,30 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"model.0.weight": torch.zeros(1), "payload": _Evil()}, path)
     with pytest.raises(RestoreKitError, match="execute code"):
         convert_file(path)
+
+
+def test_absurd_architecture_arguments_are_refused_before_allocating(tmp_path):
+    """A file naming dncnn-s with channels=10**7 beside one tiny tensor would need ~23 GB if built;
+    under a 3 GiB address-space limit the load must still end in one clear error."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from restorekit.checkpoints import save_checkpoint
+
+    path = tmp_path / "absurd.safetensors"
+    save_checkpoint(path, {"body.0.weight": torch.zeros(1)}, arch="dncnn-s", args={"channels": 10_000_000})
+    code = textwrap.dedent(f"""
+        import resource
+        import torch
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+        from restorekit.checkpoints import load
+        from restorekit.errors import RestoreKitError
+        try:
+            load({str(path)!r})
+        except RestoreKitError as exc:
+            print("refused:", exc)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "refused:" in run.stdout and "does not fit dncnn-s" in run.stdout and "shape mismatch" in run.stdout

@@ -154,10 +154,17 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", **overri
     state, meta = read_checkpoint(path)
     args = {**meta["args"], **override_args}
     try:
-        model = create_model(meta["arch"], **args)
+        # The metadata is untrusted: build it without memory first, so that absurd arguments
+        # (channels=10**7 beside a one-element tensor) are refused before anything is allocated.
+        with torch.device("meta"):
+            skeleton = create_model(meta["arch"], **args)
     except RestoreKitError as exc:  # e.g. a file from a newer restorekit, or metadata edited by hand
         raise RestoreKitError(f"{path}: the checkpoint's architecture {meta['arch']!r} cannot be built: {exc}") from None
-    load_state_dict_strict(model, state, source=str(path))
+    except (TypeError, ValueError) as exc:
+        raise RestoreKitError(f"{path}: the checkpoint's arguments {args} do not build {meta['arch']!r}: {exc}") from None
+    check_state_dict(skeleton, state, source=str(path))
+    model = create_model(meta["arch"], **args)
+    model.load_state_dict(state, strict=True)
     model.checkpoint_meta = meta  # type: ignore[assignment]
     return model.to(map_location).eval()
 
