@@ -198,3 +198,15 @@ def test_recipes_listed(capsys):
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
     assert {"dncnn-s-25", "dncnn-b", "default-gray", "mprnet-derain", "durn-p-gaussian"} <= set(names)
+
+
+def test_restore_says_sigma_is_ignored(capsys, tmp_path, images, weights):
+    outs = []
+    for sigma in ("25", "50"):
+        out = tmp_path / f"out{sigma}"
+        with pytest.warns(UserWarning, match="--sigma .* is ignored"):
+            code, _, _ = run(capsys, "restore", str(images / "im0.png"), "-o", str(out), "--weights", str(weights),
+                             "--sigma", sigma)
+        assert code == 0
+        outs.append((out / "im0.png").read_bytes())
+    assert outs[0] == outs[1]

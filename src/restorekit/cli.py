@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     _add_model_args(p)
-    p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale (informational for blind models)")
+    p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale; ignored, with a warning: every restorekit denoiser is blind")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (continue a batch)")
@@ -261,6 +261,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     # arguments first: a bad one fails before any file is listed, read or written
     _check_sigma(args.sigma)
+    if args.sigma is not None:
+        warnings.warn(f"--sigma {args.sigma:g} is ignored: restorekit's denoisers are blind (they estimate the "
+                      "noise level themselves); the output is the same without it")
     max_pixels = _max_pixels(args)
     options = _inference_options(args)
     check_options(options)
@@ -291,6 +294,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix.lower() not in (".json", ".csv"):
         raise RestoreKitError(f"{args.out}: results are written as .json or .csv")
     _check_sigma(args.sigma)
+    if args.sigma is not None:
+        warnings.warn(f"--sigma {args.sigma:g} is ignored: restorekit's denoisers are blind (they estimate the "
+                      "noise level themselves); the output is the same without it")
     max_pixels = _max_pixels(args)
     options = _inference_options(args)
     check_options(options)
