@@ -2,6 +2,7 @@
 non-zero exit (never a traceback, never a half-written or overwritten file)."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -210,3 +211,18 @@ def test_restore_says_sigma_is_ignored(capsys, tmp_path, images, weights):
         assert code == 0
         outs.append((out / "im0.png").read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_unknown_task_and_misspelt_command_name_the_valid_ones(capsys):
+    code, out, err = run(capsys, "models", "--task", "jpeg")
+    assert code == 2 and not out and "no model for task 'jpeg'" in err and "denoise" in err and len(err.splitlines()) == 1
+    code, _, err = run(capsys, "models", "--task", "denoize")
+    assert code == 2 and "did you mean 'denoise'?" in err
+    code, _, err = run(capsys, "restor", "x.png")
+    assert code == 2 and "did you mean 'restore'?" in err and len(err.splitlines()) == 1
+
+
+def test_models_json_into_a_closed_pipe_ends_quietly():
+    proc = subprocess.run(f"{shlex.quote(sys.executable)} -m restorekit models --json | head -n 2", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("[") and proc.stderr == ""

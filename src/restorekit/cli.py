@@ -72,6 +72,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (not the whole usage) and main() returns 2."""
 
     def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        bad = re.match(r"argument .*: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if bad:
+            choices = re.findall(r"'([^']*)'", bad.group(2)) or [c.strip() for c in bad.group(2).split(",")]
+            near = difflib.get_close_matches(bad.group(1), choices, n=1)
+            if near:
+                message += f" (did you mean {near[0]!r}?)"
         raise _UsageError(self.prog, message)
 
 
@@ -237,6 +246,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from .models import count_parameters, create_model, list_models, model_info
 
+    if args.task is not None and not list_models(task=args.task):
+        import difflib
+
+        tasks = sorted({model_info(n).task for n in list_models()})
+        near = difflib.get_close_matches(args.task, tasks, n=1)
+        raise RestoreKitError(f"no model for task {args.task!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                              + f" (tasks: {', '.join(tasks)})")
     rows = []
     for name in list_models(task=args.task):
         info = model_info(name)
@@ -294,9 +310,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix.lower() not in (".json", ".csv"):
         raise RestoreKitError(f"{args.out}: results are written as .json or .csv")
     _check_sigma(args.sigma)
-    if args.sigma is not None:
-        warnings.warn(f"--sigma {args.sigma:g} is ignored: restorekit's denoisers are blind (they estimate the "
-                      "noise level themselves); the output is the same without it")
     max_pixels = _max_pixels(args)
     options = _inference_options(args)
     check_options(options)
@@ -448,3 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"restorekit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `restorekit models --json | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
