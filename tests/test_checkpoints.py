@@ -74,7 +74,7 @@ def test_failed_write_leaves_previous_file(tmp_path):
 
 def test_refuses_overwrite_when_asked(tmp_path):
     path = save_checkpoint(tmp_path / "a.safetensors", rk.create_model("dncnn-s-folded"))
-    with pytest.raises(RestoreKitError, match="--overwrite"):
+    with pytest.raises(RestoreKitError, match="overwrite=True"):
         save_checkpoint(path, rk.create_model("dncnn-s-folded"), overwrite=False)
 
 

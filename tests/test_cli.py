@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import restorekit as rk
+from restorekit.errors import RestoreKitError
 from restorekit.checkpoints import save_checkpoint
 from restorekit.cli import main
 from restorekit.io import read_image, write_image
@@ -226,3 +227,18 @@ def test_models_json_into_a_closed_pipe_ends_quietly():
     proc = subprocess.run(f"{shlex.quote(sys.executable)} -m restorekit models --json | head -n 2", shell=True,
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.startswith("[") and proc.stderr == ""
+
+
+def test_library_errors_name_no_flags_and_the_cli_adds_them(capsys, tmp_path, images, weights):
+    from restorekit.files import atomic_write
+
+    target = tmp_path / "taken.png"
+    target.write_bytes(b"x")
+    with pytest.raises(RestoreKitError) as info:
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"y"), overwrite=False)
+    assert "overwrite=True" in str(info.value) and "--" not in str(info.value)
+    with pytest.raises(RestoreKitError) as info:
+        rk.restore(np.zeros((8, 8, 3), np.float32), "mprnet-derain")
+    assert "--weights" not in str(info.value) and "weights=" in str(info.value)
+    code, _, err = run(capsys, "restore", str(images / "im0.png"), "-o", str(target), "--weights", str(weights))
+    assert code != 0 and "pass --overwrite" in err and "overwrite=True" not in err

@@ -102,7 +102,7 @@ def test_convert_refuses_existing_destination(tmp_path):
     dst = tmp_path / "out.safetensors"
     convert_checkpoint(tmp_path / "k.pth", dst)
     assert rk.load(dst).info.name == "dncnn-s-folded"
-    with pytest.raises(RestoreKitError, match="--overwrite"):
+    with pytest.raises(RestoreKitError, match="exists; overwrite=True replaces it"):
         convert_checkpoint(tmp_path / "k.pth", dst)
 
 

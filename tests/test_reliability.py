@@ -414,7 +414,7 @@ def test_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, fault)
         assert str(info.value) == f"{target}: cannot write: No space left on device"
     assert target.read_text() == '{"old": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
-    with pytest.raises(RestoreKitError, match="already exists; pass --overwrite"):
+    with pytest.raises(RestoreKitError, match="already exists; overwrite=True replaces it"):
         atomic_write(target, lambda p: p.write_text("x"), overwrite=False)
     assert target.read_text() == '{"old": true}' and len(list(tmp_path.iterdir())) == 1
 

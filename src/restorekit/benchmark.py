@@ -487,7 +487,8 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
     if not models:
         models = available_builtins()
         if not models:
-            raise RestoreKitError("no models given and no built-in weights installed; pass --models WEIGHTS …")
+            raise RestoreKitError("no models given and no built-in weights installed", hint="give models (names or weight files)",
+                                  cli_hint="pass --models WEIGHTS …")
     sigma_list = [float(s) for s in (DEFAULT_SIGMAS if sigmas is None else sigmas)]
     for s in sigma_list:
         if not 0 <= s <= 255:
@@ -502,7 +503,8 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
             except RestoreKitError:
                 notes.append(f"default set {name} not found: skipped")
         if not found:
-            raise RestoreKitError("no test sets given and none of the default sets found; pass --sets")
+            raise RestoreKitError("no test sets given and none of the default sets found", hint="give sets",
+                                  cli_hint="pass --sets")
         sets = found
     options = options if options is not None else InferenceOptions()
     settings = {"seed": seed, "repeats": repeats, "clip_noise": clip_noise, "crop_border": crop_border,

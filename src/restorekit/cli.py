@@ -456,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_interrupts():
             return args.func(args)
     except RestoreKitError as exc:
-        print(f"restorekit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"restorekit {args.command}: error: {exc.for_cli()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"restorekit {args.command}: interrupted", file=sys.stderr)

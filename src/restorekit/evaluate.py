@@ -196,7 +196,8 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
     options = options or InferenceOptions()
     folder, samples = dataset_samples(settings.data, paired=False if settings.sigma is not None else None)
     if settings.sigma is None and any(s.degraded is None for s in samples):
-        raise RestoreKitError(f"{folder}: clean images only; pass --sigma to add Gaussian noise, or give a paired set")
+        raise RestoreKitError(f"{folder}: clean images only", hint="give sigma= to add Gaussian noise, or a paired set",
+                              cli_hint="pass --sigma to add Gaussian noise, or give a paired set")
     if settings.repeats < 1:
         raise RestoreKitError("--repeats must be >= 1")
     channels = model.info.channels

@@ -60,7 +60,7 @@ def export_model(
     if format not in FORMATS:
         raise RestoreKitError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if not overwrite and Path(path).exists():
-        raise RestoreKitError(f"{path}: already exists; pass --overwrite to replace it")
+        raise RestoreKitError(f"{path}: already exists", hint="overwrite=True replaces it", cli_hint="pass --overwrite to replace it")
     spec = model_spec(model, task)
     channels = spec.info.channels or 3
     if format == "onnx":

@@ -21,7 +21,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite
     """
     path = Path(path)
     if not overwrite and path.exists():
-        raise RestoreKitError(f"{path}: already exists; pass --overwrite to replace it")
+        raise RestoreKitError(f"{path}: already exists", hint="overwrite=True replaces it", cli_hint="pass --overwrite to replace it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -73,7 +73,7 @@ def _move_no_clobber(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise RestoreKitError(f"{path}: already exists; pass --overwrite to replace it") from None
+        raise RestoreKitError(f"{path}: already exists", hint="overwrite=True replaces it", cli_hint="pass --overwrite to replace it") from None
     except OSError:  # filesystems without hard links
         os.replace(tmp, path)
         return

@@ -761,7 +761,7 @@ def write_image(
         samples = np.concatenate([samples, _quantize(alpha[:, :, None], depth)], axis=2)
 
     if path.exists() and not overwrite:
-        raise RestoreKitError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
+        raise RestoreKitError(f"{path}: already exists", hint="overwrite=True replaces it", cli_hint="pass --overwrite to replace it")
     def encode(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a named file object: tifffile wants one
             _ENCODERS[fmt](f, samples, quality)

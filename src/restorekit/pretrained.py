@@ -77,4 +77,5 @@ def resolve_model(model: str | nn.Module | None = None, weights: str | Path | No
     from .models import model_info
 
     model_info(model)  # unknown names fail here with suggestions
-    raise RestoreKitError(f"model {model!r} has no built-in weights; pass --weights FILE (a restorekit or official checkpoint)")
+    raise RestoreKitError(f"model {model!r} has no built-in weights", hint="give weights= (a restorekit or official checkpoint)",
+                          cli_hint="pass --weights FILE (a restorekit or official checkpoint)")

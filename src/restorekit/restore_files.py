@@ -109,7 +109,8 @@ def plan_outputs(inputs: list[str], output: str | Path, *, recursive: bool = Fal
         return jobs
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise RestoreKitError(f"{existing[0]}{more}: exists; pass --overwrite to replace or --skip-existing to continue a batch")
+        raise RestoreKitError(f"{existing[0]}{more}: exists", hint="overwrite=True replaces, skip_existing=True continues a batch",
+                              cli_hint="pass --overwrite to replace or --skip-existing to continue a batch")
     return jobs
 
 

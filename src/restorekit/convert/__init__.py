@@ -162,7 +162,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, fmt: str | None = No
 
     dst = Path(dst)
     if dst.exists() and not overwrite:
-        raise RestoreKitError(f"{dst}: exists; pass --overwrite to replace it")
+        raise RestoreKitError(f"{dst}: exists", hint="overwrite=True replaces it", cli_hint="pass --overwrite to replace it")
     conv = convert_file(src, fmt=fmt)
     model = create_model(conv.arch, **conv.args)
     load_state_dict_strict(model, conv.state_dict, source=str(src))

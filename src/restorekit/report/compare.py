@@ -84,7 +84,7 @@ def compare_images(a: Any, b: Any, *, ref: Any = None, out: str | Path, labels: 
     if out.suffix.lower() not in (".png", ".html", ".htm"):
         raise RestoreKitError(f"{out}: write the comparison as .png or .html")
     if out.exists() and not overwrite:
-        raise RestoreKitError(f"{out}: exists; pass --overwrite to replace it")
+        raise RestoreKitError(f"{out}: exists", hint="overwrite=True replaces it", cli_hint="pass --overwrite to replace it")
     pa, na = _load(a, "A")
     pb, nb = _load(b, "B")
     names = labels or (na, nb if nb != na else f"{nb} (2)")
