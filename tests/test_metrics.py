@@ -496,6 +496,22 @@ def test_shape_and_type_errors() -> None:
     with pytest.raises(RestoreKitError, match="crop_border"):
         psnr(a, a, crop_border=8)
     with pytest.raises(RestoreKitError, match="data_range"):
-        psnr(np.full((8, 8), 200, np.uint8), np.zeros((8, 8), np.uint8))
+        psnr(np.full((8, 8), 200, np.uint8), np.zeros((8, 8), np.uint8), data_range=1.0)  # explicit, too small
     with pytest.raises(RestoreKitError, match="smaller than"):
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_integer_images_take_their_dtype_range_as_scikit_image_does() -> None:
+    from skimage.metrics import peak_signal_noise_ratio
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.uint8, np.uint16):
+        top = np.iinfo(dtype).max
+        a = rng.integers(0, top, (40, 36, 3), endpoint=True).astype(dtype)
+        b = np.clip(a.astype(np.int64) + rng.integers(-top // 20, top // 20, a.shape), 0, top).astype(dtype)
+        assert abs(float(psnr(a, b)) - peak_signal_noise_ratio(a, b)) < 1e-9
+        scaled = float(ssim(a.astype(np.float64) / top, b.astype(np.float64) / top, data_range=1.0))
+        assert abs(float(ssim(a, b)) - scaled) < 1e-9
+    same = rng.integers(0, 255, (8, 8), endpoint=True).astype(np.uint8)
+    with pytest.raises(RestoreKitError, match="data_range=255"):
+        psnr(same, same.astype(np.float32))  # mixed: no range to infer, the float's 1.0 does not fit

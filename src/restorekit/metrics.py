@@ -206,6 +206,20 @@ def get_protocol(protocol: str | MetricProtocol) -> MetricProtocol:
     return PROTOCOLS[protocol]
 
 
+def _dtype_range(x: Any, y: Any) -> float | None:
+    """White of two integer images of one dtype (255 for uint8, 65535 for uint16), as scikit-image
+    infers it; None for float input, whose white the protocol says (1.0 by default)."""
+    def peak(a: Any) -> float | None:
+        if isinstance(a, np.ndarray) and a.dtype.kind in "ui":
+            return float(np.iinfo(a.dtype).max)
+        if isinstance(a, torch.Tensor) and not a.is_floating_point() and not a.is_complex() and a.dtype != torch.bool:
+            return float(torch.iinfo(a.dtype).max)
+        return None
+
+    px, py = peak(x), peak(y)
+    return px if px is not None and px == py else None
+
+
 def _resolve(protocol: str | MetricProtocol | None, given: dict[str, Any]) -> MetricProtocol:
     base = _BASE if protocol is None else get_protocol(protocol)
     opts = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not DEFAULT})
@@ -409,6 +423,8 @@ def psnr(
     passed explicitly. ``reduction``: "mean" over the batch or "none" (shape N). Identical
     images give inf.
     """
+    if data_range is DEFAULT:
+        data_range = _dtype_range(x, y) or DEFAULT
     o = _resolve(
         protocol,
         dict(
@@ -605,6 +621,8 @@ def ssim(
     skimage's ``gaussian_weights=True`` with an explicit ``win_size`` filters with the σ-sized
     Gaussian but crops and normalises with win_size; that mismatch is not reproduced here.
     """
+    if data_range is DEFAULT:
+        data_range = _dtype_range(x, y) or DEFAULT
     o = _resolve(
         protocol,
         dict(
