@@ -369,7 +369,7 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     before = path.read_bytes()
     with pytest.raises(RestoreKitError) as e:
         write_image(path, np.zeros((3, 3)))
-    one_line_error(e, path, "--overwrite")
+    one_line_error(e, path, "overwrite=True")
     assert path.read_bytes() == before
     write_image(path, np.zeros((3, 3)), overwrite=True)
     assert read_image(path).width == 3
