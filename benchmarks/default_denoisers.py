@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from restorekit.degradations.noise import add_named_gaussian_noise
-from restorekit.evaluate import dataset_samples
+from restorekit.eval.datasets import dataset_samples
 from restorekit.inference import InferenceOptions, restore_tensor
 from restorekit.io import image_to_tensor, read_image
 from restorekit.metrics import psnr

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from torch.utils import mkldnn
 
-from restorekit.bench import count_flops, machine_info, peak_kernels
+from restorekit.eval.env import environment
+from restorekit.eval.speed import count_flops, peak_kernels
 from restorekit.inference import InferenceOptions, restore_tensor
 from restorekit.models import create_model
 from restorekit.models.fold import fold_batchnorm
@@ -101,7 +102,7 @@ def speed(size: int, repeats: int, compile_too: bool) -> None:
                 t0 = time.perf_counter()
                 fn(x)
                 best[name] = min(best[name], time.perf_counter() - t0)
-    print(f"machine: {machine_info()}")
+    print(f"machine: {environment()}")
     rates = {name: peak_fns[name][2] / best[name] / 1e9 for name in peak_fns}
     peaks = {p: max(r for name, r in rates.items() if peak_fns[name][0] == p) for p in ("fp32", "bf16")}
     print("peaks (GFLOP/s; 2048³ matmul, 3×3 conv 256 ch on 512²): " + ", ".join(f"{name} {r:.0f}" for name, r in rates.items()))

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from restorekit.bench import proc_status_kb, reset_peak_rss
+from restorekit.eval.speed import proc_status_kb, reset_peak_rss
 from restorekit.inference import (
     InferenceOptions,
     model_spec,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from restorekit.evaluate import EvalSettings, data_roots, evaluate
+from restorekit.eval.datasets import data_roots
+from restorekit.eval.evaluate import EvalSettings, evaluate
 from restorekit.pretrained import load_weights
 
 # (weights file, set, sigma, reference value from ../shared/README.md)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from restorekit.bench import (
+from restorekit.eval.speed import (
     count_flops,
     format_table,
     matmul_peak,

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import restorekit as rk
-from restorekit.checkpoints import atomic_write, checkpoint_metadata, read_checkpoint, save_checkpoint
+from restorekit.checkpoints import checkpoint_metadata, read_checkpoint, save_checkpoint
+from restorekit.io.files import atomic_write
 from restorekit.errors import RestoreKitError
 
 

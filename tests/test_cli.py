@@ -230,7 +230,7 @@ def test_models_json_into_a_closed_pipe_ends_quietly():
 
 
 def test_library_errors_name_no_flags_and_the_cli_adds_them(capsys, tmp_path, images, weights):
-    from restorekit.files import atomic_write
+    from restorekit.io.files import atomic_write
 
     target = tmp_path / "taken.png"
     target.write_bytes(b"x")

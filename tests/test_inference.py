@@ -14,7 +14,7 @@ from torch import nn
 from restorekit.errors import RestoreKitError
 from restorekit.inference import (
     InferenceOptions,
-    _window,
+    tile_window,
     dihedral,
     dihedral_inverse,
     plan_tiles,
@@ -198,8 +198,8 @@ def test_blending_smooths_context_dependent_models() -> None:
 
 def test_windows_of_aligned_tiles_sum_to_one() -> None:
     margin, ramp, tile = 3, 5, 30
-    a = _window(tile, True, False, margin, ramp)
-    b = _window(tile, False, True, margin, ramp)
+    a = tile_window(tile, True, False, margin, ramp)
+    b = tile_window(tile, False, True, margin, ramp)
     overlap = 2 * margin + ramp
     torch.testing.assert_close(a[-overlap:] + b[:overlap], torch.ones(overlap))
     assert (a[-margin:] == 0).all() and (b[:margin] == 0).all()
@@ -240,7 +240,7 @@ def test_tile_plan_covers_every_pixel(h: int, w: int, multiple: int, tile: int, 
             assert all(b - a <= size - overlap for a, b in itertools.pairwise(starts))
         weight = torch.zeros(length * scale)
         for j, s0 in enumerate(starts):
-            win = _window(size * scale, j == 0, j == n_tiles - 1, plan.margin * scale, plan.ramp * scale)
+            win = tile_window(size * scale, j == 0, j == n_tiles - 1, plan.margin * scale, plan.ramp * scale)
             end = min(length * scale, (s0 + size) * scale)
             weight[s0 * scale:end] += win[:end - s0 * scale]
         assert (weight > 0).all()

@@ -88,7 +88,7 @@ def test_only_ipt_declares_a_fixed_input_size():
 
 
 def test_each_model_names_a_known_protocol_and_eval_defaults_to_it() -> None:
-    from restorekit.evaluate import default_protocol
+    from restorekit.eval.evaluate import default_protocol
     from restorekit.metrics import PROTOCOLS
 
     for name in rk.list_models():

@@ -18,12 +18,13 @@ from PIL import Image
 from torch import nn
 
 import restorekit.inference
+import restorekit.inference.restore
 import restorekit.io
 from restorekit.checkpoints import read_checkpoint, save_checkpoint
 from restorekit.cli import main
 from restorekit.convert import read_pth
 from restorekit.errors import RestoreKitError
-from restorekit.files import atomic_write
+from restorekit.io.files import atomic_write
 from restorekit.io import read_image
 from restorekit.models.dncnn import DnCNN
 from restorekit.models.registry import create_model, register_model
@@ -289,7 +290,7 @@ def test_tile_smaller_than_the_size_multiple_is_refused_before_reading(tmp_path,
     assert "size multiple 8; use a tile >= 8" in one_line_error(code, err)
     code, _, err = run_cli(capsys, "restore", gray_images, "-o", tmp_path / "o", "--weights", weights,
                            "--tile", "20", "--overlap", "10")
-    assert "rounded down to 16" in one_line_error(code, err) and "use overlap <= 8" in err
+    assert "rounded down to 16" in one_line_error(code, err) and "use tile >= 24 or overlap <= 8" in err
     assert not reads and not (tmp_path / "o").exists()
 
 
@@ -345,7 +346,7 @@ def test_tiny_images_go_through_padding_to_the_size_multiple(tmp_path, capsys) -
 
 
 def _interrupt_on_call(monkeypatch, n: int, action) -> None:
-    real = restorekit.inference.restore_tensor
+    real = restorekit.inference.restore.restore_tensor
     calls = {"n": 0}
 
     def restore_tensor(*args, **kwargs):
@@ -354,7 +355,7 @@ def _interrupt_on_call(monkeypatch, n: int, action) -> None:
             action()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(restorekit.inference, "restore_tensor", restore_tensor)
+    monkeypatch.setattr(restorekit.inference.restore, "restore_tensor", restore_tensor)
 
 
 def _check_interrupted_batch(code: int, err: str, out: Path, done: int, total: int) -> None:

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 import restorekit as rk
-from restorekit import evaluate
-from restorekit.benchmark import load_results, parse_model_spec, run_benchmark
+from restorekit.eval import datasets, evaluate
+from restorekit.eval.benchmark import load_results, parse_model_spec, run_benchmark
 from restorekit.checkpoints import save_checkpoint
 from restorekit.errors import RestoreKitError
-from restorekit.published import PUBLISHED, published_value
+from restorekit.eval.published import PUBLISHED, published_value
 from restorekit.report import compare_images, report_folder, report_run
 from restorekit.report.crops import pick_image, pick_window, zoom_nearest
 
@@ -251,7 +251,7 @@ def test_report_run(tmp_path) -> None:
 
 
 def test_published_reference_of_cells(tmp_path) -> None:
-    from restorekit.benchmark import BenchmarkResults, Cell, ModelEntry
+    from restorekit.eval.benchmark import BenchmarkResults, Cell, ModelEntry
 
     def entry(label: str, spec: str, source: str = "") -> ModelEntry:
         return ModelEntry(label, spec, spec, "0" * 64, "dncnn-s-folded", "denoise", 1, 555137, source)
@@ -270,11 +270,11 @@ def test_published_reference_of_cells(tmp_path) -> None:
 
 def test_a_slice_of_a_set_is_its_own_set(bench_data, tmp_path) -> None:
     gray = bench_data["sets"][0]
-    folder, samples = evaluate.dataset_samples(f"{gray}[1:]")
+    folder, samples = datasets.dataset_samples(f"{gray}[1:]")
     assert folder == Path(gray) and [s.name for s in samples] == ["g1", "g2"]
-    assert [s.name for s in evaluate.dataset_samples(f"{gray}[:-2]")[1]] == ["g0"]
+    assert [s.name for s in datasets.dataset_samples(f"{gray}[:-2]")[1]] == ["g0"]
     with pytest.raises(RestoreKitError, match="selects none"):
-        evaluate.dataset_samples(f"{gray}[5:]")
+        datasets.dataset_samples(f"{gray}[5:]")
     res = run_benchmark(bench_data["models"][:1], [f"{gray}[1:]", gray], [25], tmp_path / "out", progress=False)
     by_set = {c.set: c for c in res.cells}
     assert set(by_set) == {"Set12[1:]", "Set12"}
@@ -299,7 +299,7 @@ def test_benchmark_command_line_is_recorded_in_the_report(bench_data, tmp_path, 
 
 
 def test_mixed_protocols_are_flagged_and_not_ranked_together(tmp_path) -> None:
-    from restorekit.benchmark import BenchmarkResults, Cell, ModelEntry, SetEntry
+    from restorekit.eval.benchmark import BenchmarkResults, Cell, ModelEntry, SetEntry
     from restorekit.report import per_image_table, protocol_notes, summary_table
 
     cc15 = [SetEntry("CC15", "CC15", True, 3, 1, "f")]

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from restorekit.benchmark import run_benchmark
+from restorekit.eval.benchmark import run_benchmark
 from restorekit.report import compare_images
 
 from test_report import _png, bench_data  # noqa: F401  (bench_data is a fixture)

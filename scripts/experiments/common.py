@@ -21,7 +21,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -114,7 +113,7 @@ def log(text: str) -> None:
 def require_data(*names: str) -> dict[str, Path]:
     """Named sets (``BSD400``, ``PolyU``, ``rain-sample`` …) found under ../shared/data or
     $RESTOREKIT_DATA; without them, a one-line skip message and exit status 0."""
-    from restorekit.evaluate import find_dataset
+    from restorekit.eval.datasets import find_dataset
 
     found, missing = {}, []
     for name in names:
@@ -378,16 +377,16 @@ def fmt_params(n: int | None) -> str:
 
 
 def environment() -> dict[str, Any]:
-    from restorekit.train.loop import hardware
+    from restorekit.eval.env import environment as env
 
-    return {**hardware(), "threads": torch.get_num_threads(), "platform": platform.platform()}
+    return env()
 
 
 def write_report(out: Path, *, title: str, intro: str, sections: Sequence[tuple[str, str]], data: dict[str, Any],
                  figures: Sequence[tuple[str, str]] = (), quick: bool = False) -> Path:
     """``out/report.md`` (the tables, the plots, the command and the machine) and ``out/results.json``
     (``data`` with the command, date and environment). ``figures`` are (file name in ``out``, caption)."""
-    from restorekit.files import atomic_write_text
+    from restorekit.io.files import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     cmd = command_line()

@@ -65,7 +65,7 @@ def parse_args():
 
 
 def _status_kb(field: str) -> int | None:
-    from restorekit.bench import proc_status_kb
+    from restorekit.eval.speed import proc_status_kb
 
     return proc_status_kb(field)
 

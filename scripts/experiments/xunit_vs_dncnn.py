@@ -70,7 +70,8 @@ def overrides(args, model: str, bsd400: Path) -> list[str]:
 def bsd68_items(folder: Path, k: int, sigma: float) -> list:
     """The first k BSD68 images with noise seeded by name, exactly as `restorekit eval --data BSD68`."""
     from restorekit.data import ValItem
-    from restorekit.evaluate import discover_samples, load_pair
+    from restorekit.eval.datasets import discover_samples
+    from restorekit.eval.evaluate import load_pair
 
     items = []
     for s in discover_samples(folder, paired=False)[:k]:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import RestoreKitError
-from .files import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
+from .io.files import atomic_write
 
 FORMAT_VERSION = "1"
 META_KEY = "restorekit"

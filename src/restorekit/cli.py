@@ -273,7 +273,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .restore_files import BatchInterrupted, check_options, plan_outputs, restore_files
+    from .inference import BatchInterrupted, check_options, plan_outputs, restore_files
 
     # arguments first: a bad one fails before any file is listed, read or written
     _check_sigma(args.sigma)
@@ -300,10 +300,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalSettings, default_protocol, evaluate, format_table
+    from .eval.evaluate import EvalSettings, default_protocol, evaluate, format_table
     from .io import pixel_limit
     from .pretrained import resolve_model
-    from .restore_files import check_options
+    from .inference import check_options
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise RestoreKitError(f"{args.out}: exists; pass --overwrite to replace it")
@@ -314,7 +314,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     options = _inference_options(args)
     check_options(options)
     model = resolve_model(args.model, args.weights, channels=None if args.weights or args.model else 1)
-    check_options(options, model)
+    check_options(options, model=model)
     settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
                             clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info),
                             crop_border=args.crop_border, model=model.info.name, weights=str(args.weights or ""),
@@ -362,7 +362,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, run_bench, write_json
+    from .eval.speed import format_table, run_bench, write_json
 
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise RestoreKitError(f"{args.json}: exists; pass --overwrite to replace it")
@@ -374,7 +374,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import format_summary, run_benchmark
+    from .eval.benchmark import format_summary, run_benchmark
 
     results = run_benchmark(args.models, args.sets, args.sigmas, args.out, protocol=args.protocol,
                             options=_inference_options(args), resume=not args.no_resume, seed=args.seed,

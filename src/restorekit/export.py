@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .errors import RestoreKitError
-from .files import atomic_write
+from .io.files import atomic_write
 from .inference import (
     RestoreModule,
     has_foldable_batchnorm,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..benchmark import BenchmarkResults
+    from ..eval.benchmark import BenchmarkResults
 
 __all__ = ["write_report", "report_benchmark_dir", "report_folder", "compare_images", "report_run", "summary_table",
            "per_image_table", "protocol_notes", "group_title", "Table"]
@@ -192,8 +192,8 @@ def _plots(results: "BenchmarkResults") -> dict[str, str]:
 def write_report(results: "BenchmarkResults", *, options: Any = None, progress: bool = False,
                  crops: bool = True) -> dict[str, Path]:
     """Crops, plots, ``report.md``, ``report.html``, ``results.json`` and ``results.csv`` in ``results.out_dir``."""
-    from ..benchmark import write_results
-    from ..checkpoints import atomic_write_text
+    from ..eval.benchmark import write_results
+    from ..io.files import atomic_write_text
     from ..errors import RestoreKitError
     from . import html, markdown
 
@@ -226,7 +226,7 @@ def _recorded_options(results: "BenchmarkResults") -> Any:
 
 def report_benchmark_dir(out_dir: str | Path, *, options: Any = None, progress: bool = False) -> dict[str, Path]:
     """Redraw the report of a finished benchmark folder from its ``results.json``."""
-    from ..benchmark import load_results
+    from ..eval.benchmark import load_results
 
     results = load_results(out_dir)
     return write_report(results, options=options or _recorded_options(results), progress=progress)

@@ -77,7 +77,7 @@ def compare_images(a: Any, b: Any, *, ref: Any = None, out: str | Path, labels: 
     """Write ``out``: a PNG with ``a`` and ``b`` side by side (exactly their widths together, labels drawn
     inside), or, when ``out`` ends with ``.html``, a self-contained before/after slider. Images are paths,
     arrays, tensors or PIL images of the same size; ``ref`` adds PSNR/SSIM of each against it."""
-    from ..checkpoints import atomic_write, atomic_write_text
+    from ..io.files import atomic_write, atomic_write_text
     from ..metrics import psnr, ssim
 
     out = Path(out)

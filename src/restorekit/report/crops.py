@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..benchmark import BenchmarkResults
+    from ..eval.benchmark import BenchmarkResults
 
 __all__ = ["pick_image", "pick_window", "zoom_nearest", "tile_strip", "make_crops", "group_slug"]
 
@@ -123,7 +123,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def make_crops(results: "BenchmarkResults", *, options: Any = None, progress: bool = False) -> list[dict[str, Any]]:
     """One labelled crop strip per (set, σ) under ``out_dir/images``; cached in ``out_dir/crops`` by the
     cells they show, so models are re-run (on one image per group) only when something changed."""
-    from ..checkpoints import atomic_write_text
+    from ..io.files import atomic_write_text
 
     out_dir = results.out_dir
     plans = []
@@ -158,7 +158,8 @@ def _render(results: "BenchmarkResults", plans: list[dict[str, Any]], options: A
     """Restore each plan's image with each of its models (each model loaded once), then draw the strips."""
     from tqdm import tqdm
 
-    from ..evaluate import dataset_samples, load_pair
+    from ..eval.datasets import dataset_samples
+    from ..eval.evaluate import load_pair
     from ..inference import InferenceOptions, restore_tensor
     from ..io import tensor_to_image, write_image
     from ..pretrained import load_weights

@@ -12,7 +12,7 @@ from . import (Table, environments, group_title, models_table, per_image_table, 
                summary_table)
 
 if TYPE_CHECKING:
-    from ..benchmark import BenchmarkResults
+    from ..eval.benchmark import BenchmarkResults
 
 __all__ = ["render", "page", "table", "data_uri", "figure"]
 

@@ -9,7 +9,7 @@ from . import (Table, environments, group_title, models_table, per_image_table, 
                summary_table)
 
 if TYPE_CHECKING:
-    from ..benchmark import BenchmarkResults
+    from ..eval.benchmark import BenchmarkResults
 
 __all__ = ["render", "table"]
 
@@ -30,7 +30,7 @@ def table(t: Table) -> str:
 def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str, notes: list[str]) -> str:
     out = ["# restorekit benchmark", "",
            f"Generated {generated}. Mean over each set; Δ = ours − published. "
-           "Published values from `restorekit.published`; *re-measured*: the same weights measured with an "
+           "Published values from `restorekit.eval.published`; *re-measured*: the same weights measured with an "
            "independent script (should agree within ~0.01 dB).", ""]
     if results.settings.get("command"):
         out += ["Produced by (run it again to update: finished cells are reused):", "", "```bash",

@@ -14,7 +14,7 @@ __all__ = ["scatter_panels", "save_figure"]
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
-    from ..checkpoints import atomic_write
+    from ..io.files import atomic_write
 
     return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format="png"))
 

@@ -79,7 +79,7 @@ def sample_grid(paths: list[Path], out: str | Path, *, width: int = 320, columns
     """Sample images (evenly spaced over training, the last always kept) in a labelled grid PNG."""
     from PIL import Image, ImageDraw
 
-    from ..checkpoints import atomic_write
+    from ..io.files import atomic_write
     from ..io import read_image
     from .crops import _font, _rgb8
 
@@ -126,7 +126,7 @@ def _checkpoints(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
 def report_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``RUN_DIR/report.html`` (or ``out``) with its PNGs beside it: curves, the sample grid where
     ``samples/step_*.png`` exist, the checkpoints and the config. Returns the HTML path."""
-    from ..checkpoints import atomic_write_text
+    from ..io.files import atomic_write_text
     from . import Table
     from .html import figure, page, table
 

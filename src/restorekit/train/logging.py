@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..checkpoints import atomic_write
+from ..io.files import atomic_write
 
 COLUMNS = ("step", "epoch", "loss", "lr", "val_psnr", "val_ssim", "time")
 

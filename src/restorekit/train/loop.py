@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import platform
 import random
 import signal
 import threading
@@ -26,7 +24,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoints import atomic_write, atomic_write_text, load_state_dict_strict, read_checkpoint, save_checkpoint
+from ..eval.env import environment
+from ..checkpoints import load_state_dict_strict, read_checkpoint, save_checkpoint
+from ..io.files import atomic_write, atomic_write_text
 from ..data import Degrader, build_train_dataset, build_val_set, make_loader, mix_seed, StepSampler
 from ..errors import RestoreKitError
 from . import distributed
@@ -139,22 +139,6 @@ def choose_run_dir(cfg: TrainConfig) -> Path:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def hardware() -> dict[str, Any]:
-    """What the run ran on, for the checkpoint metadata."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                            "python": platform.python_version()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 def capture_rng() -> dict[str, Any]:
@@ -399,7 +383,7 @@ class Trainer:
             "val_psnr": self.last_val[0] if self.last_val else None,
             "val_ssim": self.last_val[1] if self.last_val else None,
             "wall_time": round(self.wall_time, 3),
-            "hardware": hardware(),
+            "hardware": environment(),
             "world_size": self.dist.world_size,
         }
         for name in ("last", "best") if best else ("last",):

@@ -12,7 +12,9 @@ from typing import Any
 
 from torch import nn
 
-from .errors import RestoreKitError
+from ..errors import RestoreKitError
+from .prepare import InferenceOptions, check_options
+from .restore import restore_pixels
 
 
 @dataclass(frozen=True)
@@ -51,35 +53,11 @@ class BatchInterrupted(KeyboardInterrupt):
         self.report, self.total = report, total
 
 
-def check_options(options: Any, model: nn.Module | None = None) -> None:
-    """Inference options checked before any work: device, precision, tile, overlap, tile batch, and
-    with a model, its task and size multiple. Raises RestoreKitError saying what would be valid."""
-    from .inference import InferenceOptions, model_spec, resolve_device
-    from .inference import check_options as check_inference_options
-
-    options = options or InferenceOptions()
-    check_inference_options(options, resolve_device(options.device))
-    tile, overlap = options.tile, options.overlap
-    if tile is not None and overlap is not None and 2 * overlap > tile:
-        raise RestoreKitError(f"tile {tile} is smaller than twice the overlap {overlap}; "
-                              f"use tile >= {2 * overlap} or overlap <= {tile // 2}")
-    if model is not None:
-        spec = model_spec(model, options.task)
-        if tile is not None and spec.fixed is None and tile < spec.multiple:
-            raise RestoreKitError(f"tile {tile} is smaller than model {spec.info.name}'s size multiple "
-                                  f"{spec.multiple}; use a tile >= {spec.multiple}")
-        effective = tile // spec.multiple * spec.multiple if tile is not None and spec.fixed is None else None
-        if effective is not None and overlap is not None and 2 * overlap > effective:
-            raise RestoreKitError(f"tile {tile} (rounded down to {effective}, a multiple of model {spec.info.name}'s "
-                                  f"size multiple {spec.multiple}) is smaller than twice the overlap {overlap}; "
-                                  f"use overlap <= {effective // 2}")
-
-
 def plan_outputs(inputs: list[str], output: str | Path, *, recursive: bool = False, overwrite: bool = False,
                  skip_existing: bool = False) -> list[Job]:
     """Map inputs to output paths (same names; formats that cannot be written, such as GIF and WebP,
     become PNG), refusing existing outputs unless told otherwise."""
-    from .io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, list_images
+    from ..io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, list_images
 
     output = Path(output)
     files = list_images(inputs, recursive=recursive)
@@ -115,7 +93,7 @@ def plan_outputs(inputs: list[str], output: str | Path, *, recursive: bool = Fal
 
 
 def _writable(name: Path) -> Path:
-    from .io import WRITE_EXTENSIONS
+    from ..io import WRITE_EXTENSIONS
 
     return name if name.suffix.lower() in WRITE_EXTENSIONS else name.with_suffix(".png")
 
@@ -137,11 +115,10 @@ def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | N
     before decoding them."""
     from tqdm import tqdm
 
-    from .api import match_channels
-    from .inference import restore_tensor
-    from .io import current_pixel_limit, image_to_tensor, read_image, tensor_to_image, write_image
-    from .pretrained import resolve_model
+    from ..io import current_pixel_limit, read_image, write_image
+    from ..pretrained import resolve_model
 
+    options = options or InferenceOptions()
     limit = current_pixel_limit() if max_pixels == "default" else max_pixels  # resolved here: threads read
     report = BatchReport()
     todo = [j for j in jobs if overwrite or not j.dst.exists()]
@@ -156,7 +133,7 @@ def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | N
 
     check_options(options)
     if model or weights:
-        check_options(options, model_for(3))  # a bad model, weights file or option fails before any image is read
+        check_options(options, model=model_for(3))  # a bad model, weights file or option fails before any image is read
 
     def read(path: Path) -> Any:
         return read_image(path, max_pixels=limit)
@@ -173,10 +150,7 @@ def restore_files(jobs: list[Job], *, model: str | None = None, weights: str | N
                 img = reads[i].result()
                 reads[i] = None  # type: ignore[call-overload]
                 net = model_for(img.channels)
-                pixels = match_channels(img.pixels, net.info.channels, name=str(job.src))
-                out = tensor_to_image(restore_tensor(net, image_to_tensor(pixels), options))
-                if img.channels == 1 and out.shape[-1] == 3:
-                    out = out.mean(axis=-1, keepdims=True)
+                out = restore_pixels(net, img.pixels, options, name=str(job.src))
                 depth = bit_depth or img.bit_depth
                 writes.append((job, pool.submit(write_image, job.dst, out, alpha=img.alpha, bit_depth=depth,
                                                 overwrite=overwrite)))

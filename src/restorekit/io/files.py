@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Callable
 
-from .errors import RestoreKitError
+from ..errors import RestoreKitError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], *, overwrite: bool = True) -> Path:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,16 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import RestoreKitError
-from .files import atomic_write_text
-from .inference import (
+from ..errors import RestoreKitError
+from .env import environment
+from ..io.files import atomic_write_text
+from ..inference import (
     InferenceOptions,
     check_options,
     resolve_device,
     restore_tensor,
     uses_channels_last,
 )
-from .models import count_parameters, create_model, list_models, model_info
+from ..models import count_parameters, create_model, list_models, model_info
 
 DEFAULT_MODELS = ("dncnn-s-folded", "durn-p", "mprnet-derain")
 _MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -243,25 +243,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join([fmt(head), fmt(["-" * wd for wd in widths])] + [fmt(line) for line in lines])
 
 
-def machine_info() -> dict[str, Any]:
-    """What the figures depend on: CPU, torch version and threads, CUDA device."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
 def write_json(rows: Sequence[dict[str, Any]], path: str | Path, *, overwrite: bool = True) -> Path:
-    """Rows plus :func:`machine_info`, as JSON, written atomically."""
-    text = json.dumps({"machine": machine_info(), "rows": list(rows)}, indent=2) + "\n"
+    """Rows plus the machine (:func:`~restorekit.eval.env.environment`), as JSON, written atomically."""
+    text = json.dumps({"machine": environment(), "rows": list(rows)}, indent=2) + "\n"
     return atomic_write_text(path, text, overwrite=overwrite)

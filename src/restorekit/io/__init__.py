@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from .errors import RestoreKitError
+from ..errors import RestoreKitError
 from .files import atomic_write
 
 if TYPE_CHECKING:

@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import io as _io
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,8 +20,9 @@ from typing import Any
 
 from torch import nn
 
-from . import evaluate
-from .errors import RestoreKitError
+from . import datasets, evaluate
+from ..errors import RestoreKitError
+from .env import environment
 
 __all__ = ["run_benchmark", "BenchmarkResults", "ModelEntry", "SetEntry", "Cell", "Skip", "load_results",
            "parse_model_spec", "format_summary", "DEFAULT_SETS", "DEFAULT_SIGMAS"]
@@ -190,7 +189,7 @@ class BenchmarkResults:
 def parse_model_spec(spec: str) -> tuple[str | None, str]:
     """``LABEL=PATH`` or ``PATH``/built-in name → (label or None, weights). Official file names contain
     ``=`` themselves (``sigma=25.mat``): a spec is split only where the part after ``=`` names weights."""
-    from .pretrained import BUILTIN
+    from ..pretrained import BUILTIN
 
     if spec in BUILTIN or Path(spec).exists() or "=" not in spec:
         return None, spec
@@ -224,7 +223,7 @@ def _sha256(path: Path) -> str:
 
 
 def _weights_path(spec: str) -> Path:
-    from .pretrained import BUILTIN, builtin_path
+    from ..pretrained import BUILTIN, builtin_path
 
     path = builtin_path(spec) if spec in BUILTIN else Path(spec)
     if not path.is_file():
@@ -233,8 +232,8 @@ def _weights_path(spec: str) -> Path:
 
 
 def _describe_model(label: str, spec: str) -> tuple[ModelEntry, nn.Module]:
-    from .models.registry import count_parameters
-    from .pretrained import load_weights
+    from ..models.registry import count_parameters
+    from ..pretrained import load_weights
 
     path = _weights_path(spec)
     model = load_weights(path)
@@ -251,7 +250,7 @@ def _set_channels(path: Path) -> int:
     """1 when the set's images are gray (or RGB with equal channels), else 3."""
     import numpy as np
 
-    from .io import read_image
+    from ..io import read_image
 
     px = read_image(path).pixels
     if px.shape[2] == 1:
@@ -260,10 +259,10 @@ def _set_channels(path: Path) -> int:
 
 
 def _describe_set(name: str) -> SetEntry:
-    folder, samples = evaluate.dataset_samples(name)
+    folder, samples = datasets.dataset_samples(name)
     if not samples:
         raise RestoreKitError(f"{folder}: no images")
-    base, _ = evaluate.split_subset(name)
+    base, _ = datasets.split_subset(name)
     suffix = str(name)[len(base):]  # "[80:]" for a slice, else ""
     paired = any(s.degraded is not None for s in samples)
     h = hashlib.sha256()
@@ -296,30 +295,6 @@ def cell_key(model: ModelEntry, data: SetEntry, sigma: float | None, protocol: s
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def environment() -> dict[str, Any]:
-    """Hardware and versions of this process."""
-    import numpy
-    import torch
-
-    from . import __version__
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "restorekit": __version__, "platform": platform.platform(), "cpu": cpu or platform.machine(),
-           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        env["cuda"] = torch.version.cuda
-    return env
-
-
 class _ForwardTimer:
     """Accumulates the time spent running the model (CUDA synchronised around each call).
 
@@ -336,7 +311,7 @@ class _ForwardTimer:
         self._start = 0.0
         self._handles: list[Any] = []
         try:
-            from .inference import RestoreModule
+            from ..inference import RestoreModule
 
             self._wrapper: type | None = RestoreModule
         except ImportError:
@@ -384,7 +359,7 @@ def _image_megapixels(spec: str) -> dict[str, float]:
     from PIL import Image as PILImage
 
     sizes = {}
-    for s in evaluate.dataset_samples(spec)[1]:
+    for s in datasets.dataset_samples(spec)[1]:
         with PILImage.open(s.target) as im:
             sizes[s.name] = im.size[0] * im.size[1] / 1e6
     return sizes
@@ -445,7 +420,7 @@ def _run_cell(model: nn.Module, entry: ModelEntry, data: SetEntry, sigma: float 
               settings: dict[str, Any], options: Any, cells_dir: Path, env: dict[str, Any], *, resume: bool,
               progress: bool, failed: list[Skip], bar: Any) -> Cell | None:
     """A finished cell from disk, or measured now and stored at once; None (and noted) when it fails."""
-    from .checkpoints import atomic_write_text
+    from ..io.files import atomic_write_text
 
     key = cell_key(entry, data, sigma, protocol, settings)
     path = cells_dir / f"{key}.json"
@@ -477,9 +452,9 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
     ``command``, the command line that ran this, is printed in the report so that it can be re-run."""
     from tqdm import tqdm
 
-    from .inference import InferenceOptions
-    from .metrics import get_protocol
-    from .pretrained import available_builtins
+    from ..inference import InferenceOptions
+    from ..metrics import get_protocol
+    from ..pretrained import available_builtins
 
     out_dir = Path(out_dir)
     if protocol is not None:
@@ -498,7 +473,7 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
         found = []
         for name in DEFAULT_SETS:
             try:
-                evaluate.find_dataset(name)
+                datasets.find_dataset(name)
                 found.append(name)
             except RestoreKitError:
                 notes.append(f"default set {name} not found: skipped")
@@ -556,7 +531,7 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
     results = BenchmarkResults(out_dir=out_dir, models=entries, sets=set_entries, cells=cells, skipped=skipped,
                                failed=failed, notes=notes, environment=env, settings=settings)
     if report:
-        from .report import write_report
+        from ..report import write_report
 
         write_report(results, options=options, progress=progress)
     else:
@@ -571,7 +546,7 @@ CSV_COLUMNS = ("model", "weights", "arch", "params", "set", "sigma", "protocol",
 
 def write_results(results: BenchmarkResults) -> tuple[Path, Path]:
     """``results.json`` (everything, per image too) and ``results.csv`` (one row per cell), atomically."""
-    from .checkpoints import atomic_write_text
+    from ..io.files import atomic_write_text
 
     out = results.out_dir
     j = atomic_write_text(out / "results.json", json.dumps(results.to_dict(), indent=1, default=str) + "\n")
