@@ -47,7 +47,7 @@ def test_expected_recipes_ship() -> None:
             "durn-us-haze", "durn-us-haze-dcpdn", "durn-s-rain", "durn-s-p-raindrop", "durn-s-p-raindrop-stage2",
             "mprnet-deblur", "mprnet-derain", "mprnet-denoise", "xdncnn", "ipt-pretrain", "ipt-finetune-sr-x2",
             "default-gray", "default-color"} <= names
-    with pytest.raises(RestoreKitError, match="did you mean dncnn-s-25"):
+    with pytest.raises(RestoreKitError, match="did you mean 'dncnn-s-25'"):
         find_recipe("dncnn-s25")
 
 

@@ -100,3 +100,44 @@ def test_each_model_names_a_known_protocol_and_eval_defaults_to_it() -> None:
                 "mprnet-derain": "mprnet-derain", "dncnn-s": "dncnn", "ipt-sr-x2": "ipt"}
     assert {n: default_protocol(model_info(n)) for n in expected} == expected
     assert default_protocol("derain") == "mprnet-derain"  # a bare task: its usual convention
+
+
+# --------------------------------------------------------------------------- the generic Registry
+
+
+def test_one_registry_mechanism_for_every_named_thing() -> None:
+    from restorekit.convert import CONVERTERS
+    from restorekit.degradations.registry import DEGRADATIONS
+    from restorekit.losses import LOSSES
+    from restorekit.metrics import PROTOCOLS
+    from restorekit.models.registry import MODELS
+    from restorekit.pretrained import BUILTIN
+    from restorekit.registry import Registry
+
+    for reg in (CONVERTERS, DEGRADATIONS, LOSSES, PROTOCOLS, MODELS, BUILTIN):
+        assert isinstance(reg, Registry) and len(reg) > 0
+    assert "kair-dncnn-bn" in CONVERTERS and "dncnn-b" in MODELS and "default-gray" in BUILTIN
+
+
+def test_registry_names_the_nearest_entries_and_refuses_duplicates() -> None:
+    from restorekit.registry import Registry, did_you_mean
+
+    loads = []
+    reg: Registry[int] = Registry("widget", {"alpha": 1}, load=lambda: loads.append(1), casefold=True)
+
+    @reg.register("beta-two")
+    def _f() -> int:
+        return 2
+
+    assert reg.get("ALPHA") == 1 and reg["beta-two"] is _f and reg.get("gamma", 7) == 7
+    assert reg.names() == ["alpha", "beta-two"] and list(reg) == ["alpha", "beta-two"] and loads == [1]
+    with pytest.raises(RestoreKitError, match=r"unknown widget 'beta-tow'; did you mean 'beta-two'\? \(known: alpha, beta-two\)$"):
+        reg.get("beta-tow")
+    with pytest.raises(RestoreKitError, match=r"^unknown widget 'zzz' \(known: alpha, beta-two\)$"):
+        reg["zzz"]
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("Alpha", 3)
+    assert did_you_mean("restor", ["restore", "report", "models"]) == "; did you mean 'restore' or 'report'?"
+    assert did_you_mean("restor", ["restore", "report"], n=1) == "; did you mean 'restore'?"
+    assert did_you_mean("xyz", ["restore"]) == ""
+    assert loads == [1], "the loader runs once"

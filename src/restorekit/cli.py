@@ -72,15 +72,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (not the whole usage) and main() returns 2."""
 
     def error(self, message: str) -> NoReturn:
-        import difflib
         import re
+
+        from .registry import did_you_mean
 
         bad = re.match(r"argument .*: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if bad:
             choices = re.findall(r"'([^']*)'", bad.group(2)) or [c.strip() for c in bad.group(2).split(",")]
-            near = difflib.get_close_matches(bad.group(1), choices, n=1)
-            if near:
-                message += f" (did you mean {near[0]!r}?)"
+            message += did_you_mean(bad.group(1), choices, n=1)
         raise _UsageError(self.prog, message)
 
 
@@ -247,12 +246,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models import count_parameters, create_model, list_models, model_info
 
     if args.task is not None and not list_models(task=args.task):
-        import difflib
+        from .registry import did_you_mean
 
         tasks = sorted({model_info(n).task for n in list_models()})
-        near = difflib.get_close_matches(args.task, tasks, n=1)
-        raise RestoreKitError(f"no model for task {args.task!r}" + (f"; did you mean {near[0]!r}?" if near else "")
-                              + f" (tasks: {', '.join(tasks)})")
+        raise RestoreKitError(f"no model for task {args.task!r}{did_you_mean(args.task, tasks, n=1)} "
+                              f"(tasks: {', '.join(tasks)})")
     rows = []
     for name in list_models(task=args.task):
         info = model_info(name)

@@ -7,7 +7,6 @@ config spec. SSIM here is :func:`restorekit.metrics.ssim_map`, the package's onl
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import RestoreKitError
+from .registry import Registry
 from .metrics import ssim_map
 
 __all__ = [
@@ -253,7 +253,7 @@ class CompositeLoss(nn.Module):
         return self._single(pred, target)
 
 
-LOSSES: dict[str, type[nn.Module]] = {
+LOSSES: Registry[type[nn.Module]] = Registry("loss", {
     "l1": L1Loss,
     "mse": MSELoss,
     "charbonnier": CharbonnierLoss,
@@ -261,7 +261,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "edge": EdgeLoss,
     "contrastive": ContrastiveLoss,
     "durn-mix": DuRNMixLoss,
-}
+}, cutoff=0.0)
 
 
 def _make_term(item: Any) -> tuple[float, nn.Module]:
@@ -273,17 +273,12 @@ def _make_term(item: Any) -> tuple[float, nn.Module]:
     name = kwargs.pop("name", None)
     if not isinstance(name, str):
         raise RestoreKitError(f"loss spec entry without a 'name': {item!r}")
-    if name not in LOSSES:
-        near = difflib.get_close_matches(name, list(LOSSES), n=1, cutoff=0.0)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise RestoreKitError(
-            f"unknown loss {name!r}{hint} (known: {', '.join(sorted(LOSSES))})"
-        )
+    factory = LOSSES.get(name)
     weight = kwargs.pop("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
         raise RestoreKitError(f"loss {name!r}: weight must be a number, got {weight!r}")
     try:
-        module = LOSSES[name](**kwargs)
+        module = factory(**kwargs)
     except TypeError as exc:
         raise RestoreKitError(f"loss {name!r}: bad options {kwargs}: {exc}") from None
     return float(weight), module

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import RestoreKitError
+from .registry import Registry
 
 __all__ = [
     "MetricProtocol",
@@ -82,7 +83,7 @@ _BASE = MetricProtocol(description="restorekit defaults: float, all channels, Wa
 _UNIFORM7 = dict(window="uniform", win_size=7, sample_covariance=True)  # skimage's defaults
 _MATLAB_SSIM = dict(border="replicate", channel_mode="volume")  # MATLAB ssim() on an HxWx3 array
 
-PROTOCOLS: dict[str, MetricProtocol] = {
+PROTOCOLS: Registry[MetricProtocol] = Registry("metric protocol", {
     "dncnn": MetricProtocol(
         description=(
             "DnCNN (Zhang et al. 2017) as reproduced from the released weights: "
@@ -187,7 +188,7 @@ PROTOCOLS: dict[str, MetricProtocol] = {
         quantize="round",
         color="y",
     ),
-}
+})
 
 
 def list_protocols() -> list[str]:
@@ -199,11 +200,7 @@ def get_protocol(protocol: str | MetricProtocol) -> MetricProtocol:
     """Look up a protocol by name (a :class:`MetricProtocol` is returned as is)."""
     if isinstance(protocol, MetricProtocol):
         return protocol
-    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
-        raise RestoreKitError(
-            f"unknown metric protocol {protocol!r}; known: {', '.join(list_protocols())}"
-        )
-    return PROTOCOLS[protocol]
+    return PROTOCOLS.get(protocol)
 
 
 def _dtype_range(x: Any, y: Any) -> float | None:

@@ -7,20 +7,19 @@ from pathlib import Path
 from torch import nn
 
 from .errors import RestoreKitError
+from .registry import Registry
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # Built-in default models shipped inside the package: name -> file in WEIGHTS_DIR.
-BUILTIN = {
+BUILTIN: Registry[str] = Registry("built-in weights", {
     "default-gray": "default-gray.safetensors",
     "default-color": "default-color.safetensors",
-}
+})
 
 
 def builtin_path(name: str) -> Path:
-    if name not in BUILTIN:
-        raise RestoreKitError(f"no built-in weights named {name!r} (built-in: {', '.join(BUILTIN)})")
-    path = WEIGHTS_DIR / BUILTIN[name]
+    path = WEIGHTS_DIR / BUILTIN.get(name)
     if not path.is_file():
         raise RestoreKitError(f"built-in weights {name!r} are not installed ({path} missing)")
     return path

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import RestoreKitError
+from ..registry import Registry
 
 
 @dataclass
@@ -30,13 +31,18 @@ class Converted:
 PthConverter = Callable[[dict[str, torch.Tensor], Path], "Converted | None"]
 MatConverter = Callable[[Any, Path], "Converted | None"]
 
-_PTH: list[tuple[str, PthConverter]] = []
-_MAT: list[tuple[str, MatConverter]] = []
+def _load_formats() -> None:
+    from . import _formats  # noqa: F401
+
+
+# name -> (container, converter); container is "pth" (a state dict) or "mat" (MatConvNet). Tried in
+# registration order: each converter returns None for a layout that is not its own.
+CONVERTERS: Registry[tuple[str, Callable[[Any, Path], Converted | None]]] = Registry("format", load=_load_formats)
 
 
 def register_pth_converter(name: str) -> Callable[[PthConverter], PthConverter]:
     def deco(fn: PthConverter) -> PthConverter:
-        _PTH.append((name, fn))
+        CONVERTERS.register(name, ("pth", fn))
         return fn
 
     return deco
@@ -44,14 +50,10 @@ def register_pth_converter(name: str) -> Callable[[PthConverter], PthConverter]:
 
 def register_mat_converter(name: str) -> Callable[[MatConverter], MatConverter]:
     def deco(fn: MatConverter) -> MatConverter:
-        _MAT.append((name, fn))
+        CONVERTERS.register(name, ("mat", fn))
         return fn
 
     return deco
-
-
-def _load_formats() -> None:
-    from . import _formats  # noqa: F401
 
 
 _WRAPPER_KEYS = ("state_dict", "params", "params_ema", "model", "net", "model_state_dict")
@@ -103,21 +105,22 @@ def _unpickling_reason(exc: BaseException) -> str:
 
 def convert_file(path: str | Path, *, fmt: str | None = None) -> Converted:
     """Detect the format and architecture of an official checkpoint and convert it."""
-    _load_formats()
     path = Path(path)
     if not path.is_file():
         raise RestoreKitError(f"{path}: no such file")
+    if fmt is not None:
+        CONVERTERS.get(fmt)  # an unknown format fails with the nearest names before the file is read
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        candidates, obj = _MAT, _open_mat(path)
+        container, obj = "mat", _open_mat(path)
     elif suffix in (".pth", ".pt", ".ckpt", ".bin"):
-        candidates, obj = _PTH, read_pth(path)
+        container, obj = "pth", read_pth(path)
     else:
         raise RestoreKitError(f"{path}: unknown checkpoint type {suffix!r} (expected .mat, .pth, .pt)")
     tried = []
     try:
-        for name, fn in candidates:
-            if fmt is not None and name != fmt:
+        for name, (kind, fn) in CONVERTERS.items():
+            if kind != container or (fmt is not None and name != fmt):
                 continue
             tried.append(name)
             try:
@@ -135,8 +138,7 @@ def convert_file(path: str | Path, *, fmt: str | None = None) -> Converted:
         if callable(close):
             close()
     if fmt is not None and not tried:
-        names = sorted({n for n, _ in _PTH + _MAT})
-        raise RestoreKitError(f"unknown format {fmt!r}; known: {', '.join(names)}")
+        raise RestoreKitError(f"{path}: format {fmt!r} reads {CONVERTERS.get(fmt)[0]} files, not {suffix}")
     keys = list(obj.keys())[:6] if isinstance(obj, dict) else []
     raise RestoreKitError(
         f"{path}: layout not recognised by any converter ({', '.join(tried)})"

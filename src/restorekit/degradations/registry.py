@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -10,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import RestoreKitError
+from ..registry import Registry, did_you_mean
 from .blur import _as_batch, _check_generator, _check_range, _uniform, motion_blur, random_gaussian_blur
 from .haze import haze
 from .jpeg import jpeg_compress
@@ -82,7 +82,7 @@ def bicubic_down(img: torch.Tensor, *, generator: torch.Generator, factor: int =
     return bicubic_downsample(img, factor)
 
 
-DEGRADATIONS: dict[str, Degradation] = {
+DEGRADATIONS: Registry[Degradation] = Registry("degradation", {
     "gaussian-noise": gaussian_noise,
     "gaussian-blur": random_gaussian_blur,
     "motion-blur": motion_blur,
@@ -91,18 +91,12 @@ DEGRADATIONS: dict[str, Degradation] = {
     "raindrops": raindrops,
     "jpeg": jpeg,
     "bicubic-down": bicubic_down,
-}
+})
 
 
 def get_degradation(name: str) -> Degradation:
     """The degradation called ``name``; an unknown name raises with the nearest valid one."""
-    try:
-        return DEGRADATIONS[name]
-    except (KeyError, TypeError):
-        pass
-    close = difflib.get_close_matches(str(name), list(DEGRADATIONS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise RestoreKitError(f"unknown degradation {name!r}{hint} (known: {', '.join(sorted(DEGRADATIONS))})")
+    return DEGRADATIONS.get(name)
 
 
 def degrade(name: str, img: torch.Tensor, generator: torch.Generator, **params: Any) -> torch.Tensor:
@@ -112,8 +106,6 @@ def degrade(name: str, img: torch.Tensor, generator: torch.Generator, **params: 
                 and not p.startswith("return_")]
     for key in params:
         if key not in accepted:
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RestoreKitError(f"degradation {name!r} has no parameter {key!r}{hint} "
+            raise RestoreKitError(f"degradation {name!r} has no parameter {key!r}{did_you_mean(key, accepted)} "
                                   f"(parameters: {', '.join(accepted)})")
     return fn(img, generator=generator, **params)

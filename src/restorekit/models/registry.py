@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import RestoreKitError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,9 @@ class ModelInfo:
     ``scales`` their up-scaling factors; ``fixed_size`` marks models that take exactly
     ``model.patch_size``² inputs (IPT's body folds a fixed grid), which the inference path always tiles.
     ``protocol`` names the paper's metric convention (a key of ``restorekit.metrics.PROTOCOLS``), the
-    default of ``restorekit eval``; empty: the task's usual one.
+    default of ``restorekit eval``; empty: the task's usual one. ``tiling`` is the default tiled-inference
+    protocol (``"chop"``: the reference's ``forward_chop``, see :mod:`restorekit.inference.chop`); empty:
+    blended tiles.
     """
 
     name: str
@@ -40,6 +42,7 @@ class ModelInfo:
     scales: tuple[int, ...] = ()
     fixed_size: bool = False
     protocol: str = ""
+    tiling: str = ""
     paper: str = ""
     description: str = ""
     args: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +54,13 @@ class _Entry:
     info: ModelInfo
 
 
-_REGISTRY: dict[str, _Entry] = {}
+def _load_families() -> None:
+    # Importing the families registers them; done on first use so that importing restorekit is cheap.
+    from . import _families  # noqa: F401
+
+
+MODELS: Registry[_Entry] = Registry("model", load=_load_families, casefold=True,
+                                    listing="`restorekit models` lists them")
 
 
 def register_model(
@@ -67,37 +76,23 @@ def register_model(
     default construction."""
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
         info = ModelInfo(name=name, family=family, task=task, channels=channels, params=params, **meta)
-        _REGISTRY[name] = _Entry(factory, info)
+        MODELS.register(name, _Entry(factory, info))
         return factory
 
     return decorator
 
 
-def _ensure_loaded() -> None:
-    # Importing the families registers them; done on first use so that importing restorekit is cheap.
-    from . import _families  # noqa: F401
-
-
 def _entry(name: str) -> _Entry:
-    _ensure_loaded()
-    key = name.lower()
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `restorekit models` lists them"
-        raise RestoreKitError(f"unknown model {name!r}{hint}")
-    return _REGISTRY[key]
+    return MODELS.get(name)
 
 
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Names of the registered variants, sorted, filtered by a shell pattern and/or task."""
     import fnmatch
 
-    _ensure_loaded()
     return sorted(
-        n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.info.task == task)
+        n for n, e in MODELS.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.info.task == task)
     )
 
 

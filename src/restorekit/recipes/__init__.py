@@ -7,13 +7,13 @@ differs; mappings are merged key by key, everything else (lists included) replac
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import RestoreKitError
+from ..registry import did_you_mean
 
 RECIPE_DIR = Path(__file__).resolve().parent
 
@@ -31,8 +31,7 @@ def find_recipe(name: str) -> Path:
     as_file = Path(name)
     if as_file.suffix in (".yaml", ".yml") and as_file.is_file():
         return as_file
-    close = difflib.get_close_matches(name, list_recipes(), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(list_recipes())})"
+    hint = did_you_mean(name, list_recipes()) or f" (known: {', '.join(list_recipes())})"
     raise RestoreKitError(f"unknown recipe {name!r}{hint}")
 
 
