@@ -56,7 +56,7 @@ def test_dncnn_predicts_noise():
 
 
 def test_fold_batchnorm_keeps_outputs():
-    from restorekit.models.fold import fold_dncnn
+    from restorekit.models.dncnn import fold_dncnn
 
     torch.manual_seed(0)
     model = rk.create_model("dncnn-s")

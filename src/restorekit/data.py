@@ -214,6 +214,12 @@ def dihedral(img: torch.Tensor, mode: int) -> torch.Tensor:
     return out.flip(-1) if mode >= 4 else out
 
 
+def dihedral_inverse(img: torch.Tensor, mode: int) -> torch.Tensor:
+    """Undo :func:`dihedral` ``mode`` (the x8 ensemble maps each output back with it)."""
+    out = img.flip(-1) if mode >= 4 else img
+    return torch.rot90(out, -(mode % 4), dims=(-2, -1))
+
+
 # --------------------------------------------------------------------------- training set
 
 
@@ -477,6 +483,7 @@ __all__ = [
     "build_val_set",
     "center_crop",
     "dihedral",
+    "dihedral_inverse",
     "find_images",
     "find_pairs",
     "load_image",

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import dihedral, dihedral_inverse
 from .prepare import (
     InferenceOptions,
     ModelSpec,
@@ -233,19 +234,6 @@ def pad_to_size(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------------
 # ensemble
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th (0..7) of the 8 flips/rotations of the last two dimensions."""
-    if k >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, k % 4, (-2, -1))
-
-
-def dihedral_inverse(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Undo :func:`dihedral` ``k``."""
-    x = torch.rot90(x, -(k % 4), (-2, -1))
-    return x.flip(-1) if k >= 4 else x
 
 
 def with_ensemble(run: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

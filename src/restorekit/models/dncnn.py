@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_model
+from .fold import fold_batchnorm
+from .registry import create_model, register_model
 
 
 class DnCNN(nn.Module):
@@ -126,3 +127,24 @@ def dncnn_color(channels: int = 3) -> DnCNN:
 def dncnn_any(channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = True,
               bias: bool = False, bn_eps: float = 1e-5) -> DnCNN:
     return DnCNN(channels, depth=depth, features=features, batch_norm=batch_norm, bias=bias, bn_eps=bn_eps)
+
+
+# The trained forms whose released (folded) form is a named variant.
+_FOLDED = {"dncnn-s": "dncnn-s-folded", "dncnn-b": "dncnn-b-folded", "cdncnn-b": "cdncnn-b-folded"}
+
+
+def fold_dncnn(model: DnCNN) -> DnCNN:
+    """A trained-form DnCNN as the released layout (``dncnn-s-folded`` etc.): biased convs and ReLUs only."""
+    if not isinstance(model, DnCNN):
+        raise TypeError("fold_dncnn takes a DnCNN")
+    fused = fold_batchnorm(model)
+    convs = [m for m in fused.body if isinstance(m, nn.Conv2d)]
+    info = getattr(model, "info", None)
+    name = _FOLDED.get(info.name) if info is not None else None
+    out = (create_model(name, channels=model.channels) if name
+           else DnCNN(model.channels, model.depth, convs[0].out_channels, batch_norm=False, bias=True))
+    with torch.no_grad():
+        for src, dst in zip(convs, (m for m in out.body if isinstance(m, nn.Conv2d))):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias if src.bias is not None else torch.zeros_like(dst.bias))
+    return out.eval()
