@@ -195,6 +195,17 @@ def test_python_api_types(weights):
     assert isinstance(out, torch.Tensor) and out.shape == t.shape
 
 
+def test_python_api_metrics_take_what_restore_returns(weights):
+    clean = (np.random.default_rng(1).random((24, 20)) * 255).astype(np.uint8)
+    out = rk.restore(clean, weights=weights)
+    assert out.dtype == np.uint8
+    value = rk.psnr(out, clean)  # the range comes from the dtype, as in scikit-image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    assert type(value) is float and value == pytest.approx(peak_signal_noise_ratio(clean, out), abs=1e-9)
+    assert type(rk.ssim(out, clean)) is float
+
+
 def test_recipes_listed(capsys):
     code, out, _ = run(capsys, "recipes")
     assert code == 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import io as stdio
+import logging
 import os
 import struct
 import warnings
 import zlib
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -19,7 +20,6 @@ from hypothesis.extra.numpy import arrays
 from PIL import ExifTags, ImageOps, features
 from PIL import Image as PILImage
 
-from restorekit import io as rio
 from restorekit.errors import RestoreKitError
 from restorekit.io import (
     Image,
@@ -31,6 +31,7 @@ from restorekit.io import (
     to_numpy_image,
     write_image,
 )
+from restorekit.io import write as rio_write
 
 RNG = np.random.default_rng(1234)
 
@@ -66,29 +67,58 @@ def one_line_error(excinfo: pytest.ExceptionInfo[RestoreKitError], path: Path, *
     return msg
 
 
-def png_bytes(samples: np.ndarray, *, interlace: bool = False, ftype: int | None = None, chunks=()) -> bytes:
-    """A PNG built independently of write_image, to feed the decoder interlaced or oddly filtered data."""
+PNG_SIG = b"\x89PNG\r\n\x1a\n"
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
+
+
+def png_chunk(ctype: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+
+
+def png_bytes(samples: np.ndarray, *, interlace: bool = False, chunks=()) -> bytes:
+    """A PNG written independently of restorekit and its libraries: unfiltered rows, optionally Adam7."""
     h, w, c = samples.shape
     bits = 16 if samples.dtype == np.uint16 else 8
-    bpp = c * bits // 8
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    passes = rio._ADAM7 if interlace else ((0, 0, 1, 1),)
     stream = b""
-    for x0, y0, dx, dy in passes:
-        sub = samples[y0::dy, x0::dx]
-        if sub.size == 0:
-            continue
-        raw = np.ascontiguousarray(sub, dtype=">u2" if bits == 16 else np.uint8)
-        raw = raw.reshape(sub.shape[0], -1).view(np.uint8)
-        stream += rio._filter_rows(raw, np.zeros(raw.shape[1], np.uint8), bpp, ftype).tobytes()
-    out = stdio.BytesIO()
-    out.write(rio._PNG_SIG)
-    rio._png_chunk(out, b"IHDR", struct.pack(">IIBBBBB", w, h, bits, color_type, 0, 0, int(interlace)))
-    for ctype, body in chunks:
-        rio._png_chunk(out, ctype, body)
-    rio._png_chunk(out, b"IDAT", zlib.compress(stream))
-    rio._png_chunk(out, b"IEND", b"")
-    return out.getvalue()
+    for x0, y0, dx, dy in ADAM7 if interlace else ((0, 0, 1, 1),):
+        sub = np.ascontiguousarray(samples[y0::dy, x0::dx], dtype=">u2" if bits == 16 else np.uint8)
+        if sub.size:  # a pass with no pixels has no rows either
+            stream += b"".join(b"\x00" + row.tobytes() for row in sub)
+    ihdr = struct.pack(">IIBBBBB", w, h, bits, COLOR_TYPES[c], 0, 0, int(interlace))
+    extra = b"".join(png_chunk(ctype, body) for ctype, body in chunks)
+    return PNG_SIG + png_chunk(b"IHDR", ihdr) + extra + png_chunk(b"IDAT", zlib.compress(stream)) + png_chunk(b"IEND", b"")
+
+
+def decode_png_reference(data: bytes) -> np.ndarray:
+    """A plain-Python PNG reader (non-interlaced, all five row filters), independent of libpng and Pillow."""
+    assert data.startswith(PNG_SIG)
+    pos, idat, ihdr = len(PNG_SIG), b"", b""
+    while pos < len(data):
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        body, crc = data[pos + 8 : pos + 8 + length], data[pos + 8 + length : pos + 12 + length]
+        assert struct.unpack(">I", crc)[0] == zlib.crc32(ctype + body)
+        ihdr = body if ctype == b"IHDR" else ihdr
+        idat += body if ctype == b"IDAT" else b""
+        pos += 12 + length
+    w, h, bits, color_type, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    assert interlace == 0
+    channels = {v: k for k, v in COLOR_TYPES.items()}[color_type]
+    bpp = channels * bits // 8
+    stride = w * bpp
+    raw, prior, out = zlib.decompress(idat), bytearray(stride), bytearray()
+    for y in range(h):
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prior[i]
+            c = prior[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            paeth = a if abs(p - a) <= min(abs(p - b), abs(p - c)) else b if abs(p - b) <= abs(p - c) else c
+            line[i] = (line[i] + (0, a, b, (a + b) // 2, paeth)[ftype]) & 0xFF
+        out += line
+        prior = line
+    return np.frombuffer(bytes(out), dtype=">u2" if bits == 16 else np.uint8).reshape(h, w, channels)
 
 
 # --- round trips through write_image / read_image ---------------------------------------------------------
@@ -231,45 +261,48 @@ def test_webp_write_is_refused(tmp_path: Path) -> None:
         write_image(tmp_path / "x.xyz", smooth_rgb())
 
 
-# --- the PNG decoder itself --------------------------------------------------------------------------------
+# --- 16-bit PNG interchange -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ftype", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_png_decoder_every_filter(ftype: int, channels: int) -> None:
-    samples = random_samples(11, 9, channels, 16)
-    out, _ = rio._decode_png(png_bytes(samples, ftype=ftype))
-    np.testing.assert_array_equal(out, samples)
+def test_our_16bit_png_read_by_independent_decoder(tmp_path: Path, channels: int) -> None:
+    noise = random_samples(9, 13, channels, 16)
+    smooth = (np.linspace(0, 65535, 9 * 13 * channels).reshape(9, 13, channels)).astype(np.uint16)
+    for name, samples in (("noise", noise), ("smooth", smooth)):  # smooth data makes libpng choose filters
+        path = write_image(tmp_path / f"{name}.png", samples, bit_depth=16)
+        np.testing.assert_array_equal(decode_png_reference(path.read_bytes()), samples)
 
 
-def test_png_decoder_mixed_filters_from_pillow() -> None:
-    smooth = (smooth_rgb(70, 90) * 255).astype(np.uint8)
-    buf = stdio.BytesIO()
-    PILImage.fromarray(smooth).save(buf, format="PNG")  # Pillow picks filters per row (incl. Paeth)
-    out, _ = rio._decode_png(buf.getvalue())
-    np.testing.assert_array_equal(out, smooth)
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png_from_another_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, channels: int, bits: int, interlace: bool
+) -> None:
+    samples = random_samples(9, 17, channels, bits)
+    (tmp_path / "x.png").write_bytes(png_bytes(samples, interlace=interlace))
+    with caplog.at_level(logging.WARNING):
+        img = read_image(tmp_path / "x.png")
+    assert img.bit_depth == bits and (img.alpha is not None) == (channels in (2, 4))
+    np.testing.assert_array_equal(as_samples(img, bits), samples)
+    assert not caplog.records  # libpng's warnings (interlace handling) are not passed on
 
 
-def test_png_decoder_random_filters_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rio, "_wavefront_strip", lambda height, n, bpp: 37)  # rows cross strip borders
-    samples = random_samples(300, 7, 3, 16)
-    raw = np.ascontiguousarray(samples, dtype=">u2").reshape(300, -1).view(np.uint8)
-    rows = [
-        rio._filter_rows(raw[y : y + 1], raw[y - 1] if y else np.zeros(raw.shape[1], np.uint8), 6, int(k))
-        for y, k in enumerate(RNG.integers(0, 5, 300))
-    ]
-    np.testing.assert_array_equal(rio._unfilter(np.concatenate(rows), 6), raw)
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (3, 2), (16, 16)])
+def test_interlaced_png_sizes(tmp_path: Path, h: int, w: int) -> None:
+    samples = random_samples(h, w, 4, 16)
+    (tmp_path / "i.png").write_bytes(png_bytes(samples, interlace=True))
+    np.testing.assert_array_equal(as_samples(read_image(tmp_path / "i.png"), 16), samples)
 
 
-@pytest.mark.parametrize(("h", "w"), [(1, 1), (3, 2), (9, 17), (16, 16)])
-def test_png_decoder_interlaced(h: int, w: int) -> None:
-    samples8 = random_samples(h, w, 3, 8)
-    data8 = png_bytes(samples8, interlace=True, ftype=4)
-    with PILImage.open(stdio.BytesIO(data8)) as im:  # Pillow confirms the test file is valid
-        np.testing.assert_array_equal(np.asarray(im), samples8)
-    np.testing.assert_array_equal(rio._decode_png(data8)[0], samples8)
-    samples16 = random_samples(h, w, 4, 16)
-    np.testing.assert_array_equal(rio._decode_png(png_bytes(samples16, interlace=True))[0], samples16)
+def test_16bit_apng_warns(tmp_path: Path) -> None:
+    samples = random_samples(4, 5, 3, 16)
+    actl = struct.pack(">II", 3, 0)
+    fctl = struct.pack(">IIIIIHHBB", 0, 5, 4, 0, 0, 1, 10, 0, 0)  # the IDAT image is the first frame
+    (tmp_path / "a.png").write_bytes(png_bytes(samples, chunks=[(b"acTL", actl), (b"fcTL", fctl)]))
+    with pytest.warns(UserWarning, match="3 frames"):
+        img = read_image(tmp_path / "a.png")
+    np.testing.assert_array_equal(as_samples(img, 16), samples)
 
 
 # --- EXIF orientation ---------------------------------------------------------------------------------------
@@ -405,13 +438,23 @@ def test_failed_16bit_encoder_leaves_no_temp_file(tmp_path: Path, monkeypatch: p
     path = write_image(tmp_path / "keep.png", smooth_rgb(), bit_depth=16)
     before = path.read_bytes()
 
-    def broken_encode(f, samples, ftype=None):
-        f.write(rio._PNG_SIG)
+    def crashing_codec(*args, **kwargs):
         raise RuntimeError("encoder crashed")
 
-    monkeypatch.setattr(rio, "_encode_png", broken_encode)
+    monkeypatch.setattr(imagecodecs, "png_encode", crashing_codec)
     with pytest.raises(RuntimeError):
         write_image(path, np.zeros((4, 4, 3)), bit_depth=16, overwrite=True)
+    monkeypatch.undo()
+
+    def crash_mid_write(f, samples, quality):
+        f.write(PNG_SIG)
+        raise RuntimeError("encoder crashed")
+
+    monkeypatch.setitem(rio_write._ENCODERS, "PNG", crash_mid_write)
+    with pytest.raises(RuntimeError):
+        write_image(path, np.zeros((4, 4, 3)), bit_depth=16, overwrite=True)
+    with pytest.raises(RuntimeError):
+        write_image(tmp_path / "new.png", np.zeros((4, 4, 3)), bit_depth=16)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
 
@@ -471,23 +514,22 @@ def test_unsupported_modes(tmp_path: Path, name: str, mode: str, word: str) -> N
     one_line_error(e, path, word, "RGB")
 
 
-def crafted_png(width: int, height: int) -> bytes:
-    out = stdio.BytesIO()
-    out.write(rio._PNG_SIG)
-    rio._png_chunk(out, b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    rio._png_chunk(out, b"IDAT", zlib.compress(b"\x00" * 64))
-    rio._png_chunk(out, b"IEND", b"")
-    return out.getvalue()
+def crafted_png(width: int, height: int, bits: int = 8) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return PNG_SIG + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
-def test_huge_png_header_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bits", [8, 16])
+def test_huge_png_header_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bits: int) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(crafted_png(100_000, 100_000))
+    path.write_bytes(crafted_png(100_000, 100_000, bits))
 
     def must_not_decode(*args, **kwargs):
         raise AssertionError("decoder was reached")
 
-    monkeypatch.setattr(rio.PILImage, "open", must_not_decode)
+    monkeypatch.setattr(PILImage, "open", must_not_decode)
+    monkeypatch.setattr(imagecodecs, "png_decode", must_not_decode)
     with pytest.raises(RestoreKitError) as e:
         read_image(path)
     one_line_error(e, path, "100000x100000", "limit")
@@ -528,7 +570,7 @@ def test_pillow_bomb_error_becomes_ours(tmp_path: Path, monkeypatch: pytest.Monk
     def bomb(*args, **kwargs):
         raise PILImage.DecompressionBombError("too many pixels")
 
-    monkeypatch.setattr(rio.PILImage, "open", bomb)
+    monkeypatch.setattr(PILImage, "open", bomb)
     with pytest.raises(RestoreKitError) as e:
         read_image(path)
     one_line_error(e, path, "too large")

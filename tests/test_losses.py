@@ -82,7 +82,7 @@ def test_ssim_loss_matches_pytorch_ssim_and_metric() -> None:
     assert neg.dtype == torch.float32
     assert neg.item() == pytest.approx(-ref, abs=1e-5)
     assert SSIMLoss("one_minus")(pred, target).item() == pytest.approx(1 - ref, abs=1e-5)
-    metric = ssim(pred.detach(), target, border="same").item()
+    metric = float(ssim(pred.detach(), target, border="same"))
     assert metric == pytest.approx(ref, abs=1e-12)
     _assert_grad(neg, pred)
 

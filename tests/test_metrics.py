@@ -81,11 +81,11 @@ def test_psnr_matches_skimage(scale: float) -> None:
     for i, clean in enumerate(gray_images() + rgb_images()):
         a, b = clean * scale, noisy(clean, 20, seed=i) * scale
         expected = skm.peak_signal_noise_ratio(a, b, data_range=scale)
-        got = psnr(a, b, data_range=scale).item()
+        got = float(psnr(a, b, data_range=scale))
         assert abs(got - expected) < 1e-4
         t = torch.from_numpy(a).permute(2, 0, 1) if a.ndim == 3 else torch.from_numpy(a)
         u = torch.from_numpy(b).permute(2, 0, 1) if b.ndim == 3 else torch.from_numpy(b)
-        assert abs(psnr(t, u, data_range=scale).item() - expected) < 1e-4
+        assert abs(float(psnr(t, u, data_range=scale)) - expected) < 1e-4
 
 
 SK_CONVENTIONS = [
@@ -126,7 +126,7 @@ def test_ssim_gray_matches_skimage(convention: tuple, scale: float) -> None:
     for i, clean in enumerate(gray_images()):
         a, b = clean * scale, noisy(clean, 25, seed=10 + i) * scale
         expected = skm.structural_similarity(a, b, data_range=scale, **_sk_kwargs(*convention))
-        got = ssim(a, b, data_range=scale, **_our_kwargs(*convention)).item()
+        got = float(ssim(a, b, data_range=scale, **_our_kwargs(*convention)))
         assert abs(got - expected) < 1e-5, (convention, got, expected)
 
 
@@ -137,7 +137,7 @@ def test_ssim_rgb_matches_skimage_channel_axis(convention: tuple) -> None:
         expected = skm.structural_similarity(
             a, b, data_range=255, channel_axis=-1, **_sk_kwargs(*convention)
         )
-        got = ssim(a, b, data_range=255, **_our_kwargs(*convention)).item()
+        got = float(ssim(a, b, data_range=255, **_our_kwargs(*convention)))
         assert abs(got - expected) < 1e-5
 
 
@@ -147,7 +147,7 @@ def test_ssim_constants_match_skimage() -> None:
     expected = skm.structural_similarity(
         a, b, data_range=1, gaussian_weights=True, use_sample_covariance=False, K1=0.05, K2=0.1
     )
-    assert abs(ssim(a, b, k1=0.05, k2=0.1).item() - expected) < 1e-5
+    assert abs(float(ssim(a, b, k1=0.05, k2=0.1)) - expected) < 1e-5
 
 
 def test_default_window_sizes() -> None:
@@ -159,8 +159,8 @@ def test_default_window_sizes() -> None:
 def test_sample_covariance_changes_result() -> None:
     a = gray_images()[0]
     b = noisy(a, 25, seed=4)
-    pop = ssim(a, b, window="uniform", win_size=7).item()
-    sample = ssim(a, b, window="uniform", win_size=7, sample_covariance=True).item()
+    pop = float(ssim(a, b, window="uniform", win_size=7))
+    sample = float(ssim(a, b, window="uniform", win_size=7, sample_covariance=True))
     assert pop != pytest.approx(sample, abs=1e-6)
 
 
@@ -185,7 +185,7 @@ def test_padded_borders_match_scipy_modes(border: str, mode: str) -> None:
         return ndi.gaussian_filter(t, 1.5, truncate=3.5, mode=mode, cval=0.0)
 
     expected = _scipy_ssim(a, b, filt, 0.01**2, 0.03**2)
-    assert abs(ssim(a, b, border=border).item() - expected) < 1e-10
+    assert abs(float(ssim(a, b, border=border)) - expected) < 1e-10
 
 
 def test_volume_mode_matches_3d_gaussian_ssim() -> None:
@@ -198,11 +198,11 @@ def test_volume_mode_matches_3d_gaussian_ssim() -> None:
         return ndi.gaussian_filter(t, 1.5, truncate=5 / 1.5, mode="nearest")
 
     expected = _scipy_ssim(a, b, filt, (0.01 * 255) ** 2, (0.03 * 255) ** 2)
-    got = ssim(a, b, data_range=255, border="replicate", channel_mode="volume").item()
+    got = float(ssim(a, b, data_range=255, border="replicate", channel_mode="volume"))
     assert abs(got - expected) < 1e-10
-    per_channel = ssim(a, b, data_range=255, border="replicate").item()
+    per_channel = float(ssim(a, b, data_range=255, border="replicate"))
     assert abs(per_channel - expected) > 1e-4  # the two MATLAB readings really differ
-    via_protocol = ssim(clean, noisy(clean, 20, seed=6), protocol="mprnet").item()
+    via_protocol = float(ssim(clean, noisy(clean, 20, seed=6), protocol="mprnet"))
     assert abs(via_protocol - expected) < 1e-10
 
 
@@ -225,25 +225,25 @@ def test_y_conventions_against_independent_formulas() -> None:
     a, b = clean * 255, out * 255  # clean is uint8-valued, out is float
 
     studio = _np_psnr(_matlab_y(a), _matlab_y(b), 255)
-    assert abs(psnr(clean, out, color="y").item() - studio) < 1e-9
+    assert abs(float(psnr(clean, out, color="y")) - studio) < 1e-9
 
     ya, yb = np.floor(_matlab_y(a) + 0.5), np.floor(_matlab_y(b) + 0.5)
-    assert abs(psnr(clean, out, color="y-uint8").item() - _np_psnr(ya, yb, 255)) < 1e-9
+    assert abs(float(psnr(clean, out, color="y-uint8")) - _np_psnr(ya, yb, 255)) < 1e-9
 
     cv = np.array([0.299, 0.587, 0.114])
     full = _np_psnr(a @ cv, b @ cv, 255)
-    assert abs(psnr(clean, out, color="y-full").item() - full) < 1e-9
-    assert abs(psnr(clean, out, color="gray").item() - full) < 1e-9
+    assert abs(float(psnr(clean, out, color="y-full")) - full) < 1e-9
+    assert abs(float(psnr(clean, out, color="gray")) - full) < 1e-9
 
     edsr = np.array([65.738, 129.057, 25.064]) / 256
     diff = (clean - out) @ edsr
-    assert abs(psnr(clean, out, color="y-edsr").item() - (-10 * np.log10(np.mean(diff**2)))) < 1e-9
+    assert abs(float(psnr(clean, out, color="y-edsr")) - (-10 * np.log10(np.mean(diff**2)))) < 1e-9
 
     qa = np.floor(a).astype(np.int64)
     qb = np.floor(b.clip(0, 255)).astype(np.int64)
     ia = (qa @ np.array([4899, 9617, 1868]) + 8192) >> 14
     ib = (qb @ np.array([4899, 9617, 1868]) + 8192) >> 14
-    got = psnr(qa, qb, data_range=255, color="y-full-uint8").item()
+    got = float(psnr(qa, qb, data_range=255, color="y-full-uint8"))
     assert abs(got - _np_psnr(ia.astype(float), ib.astype(float), 255)) < 1e-9
 
 
@@ -251,26 +251,26 @@ def test_y_studio_range_endpoints() -> None:
     white, black = torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
     # PSNR between white and black on Y: studio range spans 235 - 16 = 219 levels.
     expected = 10 * np.log10(255**2 / 219**2)
-    assert psnr(white, black, color="y").item() == pytest.approx(expected, abs=1e-9)
-    assert psnr(white, black, color="y-uint8").item() == pytest.approx(expected, abs=1e-9)
-    assert psnr(white, black, color="y-full").item() == pytest.approx(0.0, abs=1e-9)
+    assert float(psnr(white, black, color="y")) == pytest.approx(expected, abs=1e-9)
+    assert float(psnr(white, black, color="y-uint8")) == pytest.approx(expected, abs=1e-9)
+    assert float(psnr(white, black, color="y-full")) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_channel_order_bgr() -> None:
     clean = rgb_images()[1]
     out = noisy(clean, 10, seed=8)
-    rgb = psnr(clean, out, color="y").item()
-    bgr = psnr(clean[..., ::-1], out[..., ::-1], color="y", channel_order="bgr").item()
+    rgb = float(psnr(clean, out, color="y"))
+    bgr = float(psnr(clean[..., ::-1], out[..., ::-1], color="y", channel_order="bgr"))
     assert bgr == pytest.approx(rgb, abs=1e-9)
-    assert psnr(clean[..., ::-1], out[..., ::-1], color="y").item() != pytest.approx(rgb, abs=1e-4)
+    assert float(psnr(clean[..., ::-1], out[..., ::-1], color="y")) != pytest.approx(rgb, abs=1e-4)
 
 
 def test_single_channel_passes_through_colour_modes() -> None:
     a = gray_images()[0]
     b = noisy(a, 25, seed=9)
-    base = psnr(a, b).item()
+    base = float(psnr(a, b))
     for color in ("gray", "y", "y-full", "y-edsr"):
-        assert psnr(a, b, color=color).item() == pytest.approx(base, abs=1e-9)
+        assert float(psnr(a, b, color=color)) == pytest.approx(base, abs=1e-9)
 
 
 # ----------------------------------------------------------------- quantisation, crop, batches
@@ -282,13 +282,13 @@ def test_quantize_round_and_floor() -> None:
     for mode, fn in (("round", np.round), ("floor", np.floor)):
         q = np.clip(fn(x.numpy().astype(np.float64) * 255), 0, 255)
         expected = 10 * np.log10(255**2 / np.mean(q**2))
-        assert psnr(x, y, quantize=mode).item() == pytest.approx(expected, abs=1e-9)
-    assert psnr(x, y, quantize="round").item() != pytest.approx(
-        psnr(x, y, quantize="floor").item(), abs=1e-3
+        assert float(psnr(x, y, quantize=mode)) == pytest.approx(expected, abs=1e-9)
+    assert float(psnr(x, y, quantize="round")) != pytest.approx(
+        float(psnr(x, y, quantize="floor")), abs=1e-3
     )
     # Same result whatever the input scale.
-    assert psnr(x * 255, y, quantize="floor", data_range=255).item() == pytest.approx(
-        psnr(x, y, quantize="floor").item(), abs=1e-9
+    assert float(psnr(x * 255, y, quantize="floor", data_range=255)) == pytest.approx(
+        float(psnr(x, y, quantize="floor")), abs=1e-9
     )
 
 
@@ -296,11 +296,11 @@ def test_floor_keeps_exact_uint8_levels_of_float32_images() -> None:
     # Images loaded as float32 k/255 must truncate back to level k, not k - 1.
     levels = torch.arange(256, dtype=torch.float32).view(1, 1, 16, 16)
     as_float = levels / 255
-    assert psnr(as_float, levels / 255 + 0.0, quantize="floor").item() == float("inf")
+    assert float(psnr(as_float, levels / 255 + 0.0, quantize="floor")) == float("inf")
     shifted = (levels + 1).clamp(max=255) / 255
     # Exactly one level apart everywhere except at 255: MSE = 255/256.
     expected = 10 * np.log10(255**2 / (255 / 256))
-    assert psnr(as_float, shifted, quantize="floor").item() == pytest.approx(expected, abs=1e-9)
+    assert float(psnr(as_float, shifted, quantize="floor")) == pytest.approx(expected, abs=1e-9)
 
 
 def test_crop_border_equals_manual_crop() -> None:
@@ -308,11 +308,11 @@ def test_crop_border_equals_manual_crop() -> None:
     out = noisy(clean, 20, seed=11)
     c = 4
     expected = skm.peak_signal_noise_ratio(clean[c:-c, c:-c], out[c:-c, c:-c], data_range=1)
-    assert psnr(clean, out, crop_border=c).item() == pytest.approx(expected, abs=1e-9)
-    expected_ssim = ssim(clean[c:-c, c:-c], out[c:-c, c:-c]).item()
-    assert ssim(clean, out, crop_border=c).item() == pytest.approx(expected_ssim, abs=1e-12)
-    uncropped = psnr(clean, out).item()
-    assert psnr(clean, out, crop_border=c).item() != pytest.approx(uncropped, abs=1e-6)
+    assert float(psnr(clean, out, crop_border=c)) == pytest.approx(expected, abs=1e-9)
+    expected_ssim = float(ssim(clean[c:-c, c:-c], out[c:-c, c:-c]))
+    assert float(ssim(clean, out, crop_border=c)) == pytest.approx(expected_ssim, abs=1e-12)
+    uncropped = float(psnr(clean, out))
+    assert float(psnr(clean, out, crop_border=c)) != pytest.approx(uncropped, abs=1e-6)
 
 
 def test_batch_reduction_none_and_mean() -> None:
@@ -323,7 +323,9 @@ def test_batch_reduction_none_and_mean() -> None:
     for metric in (psnr, ssim):
         per = metric(clean, out, reduction="none")
         assert per.shape == (len(imgs),)
-        singles = [metric(clean[i], out[i]).item() for i in range(len(imgs))]
+        singles = [metric(clean[i], out[i]) for i in range(len(imgs))]
+        assert all(type(v) is float for v in singles), "one image: a Python float, as scikit-image returns"
+        assert isinstance(metric(clean, out), torch.Tensor) and metric(clean, out).ndim == 0, "a batch: a tensor"
         assert per.tolist() == pytest.approx(singles, abs=1e-12)
         assert metric(clean, out).item() == pytest.approx(float(np.mean(singles)), abs=1e-12)
         assert per[0].item() != pytest.approx(per[1].item(), abs=1e-6)
@@ -334,13 +336,14 @@ def test_numpy_hwc_equals_tensor_chw() -> None:
     out = noisy(clean, 20, seed=12)
     t_clean = torch.from_numpy(clean.copy()).permute(2, 0, 1).float()
     t_out = torch.from_numpy(out.copy()).permute(2, 0, 1).float()
-    assert psnr(clean.astype(np.float32), out.astype(np.float32)).item() == pytest.approx(
-        psnr(t_clean, t_out).item(), abs=1e-9
+    assert float(psnr(clean.astype(np.float32), out.astype(np.float32))) == pytest.approx(
+        float(psnr(t_clean, t_out)), abs=1e-9
     )
-    assert ssim(clean.astype(np.float32), out.astype(np.float32)).item() == pytest.approx(
-        ssim(t_clean, t_out).item(), abs=1e-12
+    assert float(ssim(clean.astype(np.float32), out.astype(np.float32))) == pytest.approx(
+        float(ssim(t_clean, t_out)), abs=1e-12
     )
-    assert psnr(t_clean, out.astype(np.float32)).dtype == torch.float64
+    assert type(psnr(t_clean, out.astype(np.float32))) is float
+    assert psnr(t_clean[None], torch.from_numpy(out.astype(np.float32)).permute(2, 0, 1)[None]).dtype == torch.float64
 
 
 def test_uint8_input_with_data_range_255() -> None:
@@ -348,13 +351,13 @@ def test_uint8_input_with_data_range_255() -> None:
     a = np.round(clean * 255).astype(np.uint8)
     b = np.round(noisy(clean, 20, seed=13) * 255).astype(np.uint8)
     expected = skm.peak_signal_noise_ratio(a, b, data_range=255)
-    assert psnr(a, b, data_range=255).item() == pytest.approx(expected, abs=1e-4)
+    assert float(psnr(a, b, data_range=255)) == pytest.approx(expected, abs=1e-4)
 
 
 def test_identical_images() -> None:
     a = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert torch.isinf(psnr(a, a)).item()
-    assert ssim(a, a).item() == pytest.approx(1.0, abs=1e-12)
+    assert float(ssim(a, a)) == pytest.approx(1.0, abs=1e-12)
 
 
 # ----------------------------------------------------------------- protocols
@@ -370,8 +373,8 @@ def test_protocol_table_is_complete_and_valid() -> None:
     b = (a + 0.05 * noise).clamp(0, 1)
     for name, proto in PROTOCOLS.items():
         assert isinstance(proto, MetricProtocol) and len(proto.description) > 40
-        assert np.isfinite(psnr(a, b, protocol=name).item())
-        assert 0 < ssim(a, b, protocol=name).item() < 1
+        assert np.isfinite(float(psnr(a, b, protocol=name)))
+        assert 0 < float(ssim(a, b, protocol=name)) < 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         PROTOCOLS["dncnn"].color = "y"
 
@@ -379,15 +382,15 @@ def test_protocol_table_is_complete_and_valid() -> None:
 def test_explicit_kwargs_override_protocol() -> None:
     clean = rgb_images()[0]
     out = noisy(clean, 20, seed=14)
-    via = psnr(clean, out, protocol="matlab", crop_border=3).item()
-    manual = psnr(clean, out, quantize="round", color="y-uint8", crop_border=3).item()
+    via = float(psnr(clean, out, protocol="matlab", crop_border=3))
+    manual = float(psnr(clean, out, quantize="round", color="y-uint8", crop_border=3))
     assert via == pytest.approx(manual, abs=1e-12)
     # Overriding with the global default value still counts as given.
-    reset = psnr(clean, out, protocol="matlab", quantize=None, color="as-is").item()
-    assert reset == pytest.approx(psnr(clean, out).item(), abs=1e-12)
+    reset = float(psnr(clean, out, protocol="matlab", quantize=None, color="as-is"))
+    assert reset == pytest.approx(float(psnr(clean, out)), abs=1e-12)
     wang = dict(window="gaussian", win_size=None, sample_covariance=False)
-    assert ssim(clean, out, protocol="durn-rgb", **wang).item() == pytest.approx(
-        ssim(clean, out, quantize="floor").item(), abs=1e-12
+    assert float(ssim(clean, out, protocol="durn-rgb", **wang)) == pytest.approx(
+        float(ssim(clean, out, quantize="floor")), abs=1e-12
     )
 
 
@@ -401,10 +404,10 @@ def test_durn_y_protocol_matches_reference_pipeline() -> None:
         return ((u8 @ np.array([4899, 9617, 1868]) + 8192) >> 14).astype(np.uint8)
 
     ya, yb = to_y(clean), to_y(out)
-    assert psnr(out, clean, protocol="durn-y").item() == pytest.approx(
+    assert float(psnr(out, clean, protocol="durn-y")) == pytest.approx(
         skm.peak_signal_noise_ratio(yb, ya, data_range=255), abs=1e-4
     )
-    assert ssim(out, clean, protocol="durn-y").item() == pytest.approx(
+    assert float(ssim(out, clean, protocol="durn-y")) == pytest.approx(
         skm.structural_similarity(yb, ya, data_range=255), abs=1e-5
     )
 
@@ -426,8 +429,8 @@ def test_mprnet_derain_protocol_matches_reference_pipeline() -> None:
         return ndi.correlate(t, win, mode="constant")[5:-5, 5:-5]
 
     expected = _scipy_ssim(ya, yb, filt, (0.01 * 255) ** 2, (0.03 * 255) ** 2)
-    assert ssim(out, clean, protocol="mprnet-derain").item() == pytest.approx(expected, abs=1e-10)
-    assert psnr(out, clean, protocol="mprnet-derain").item() == pytest.approx(
+    assert float(ssim(out, clean, protocol="mprnet-derain")) == pytest.approx(expected, abs=1e-10)
+    assert float(psnr(out, clean, protocol="mprnet-derain")) == pytest.approx(
         _np_psnr(ya, yb, 255), abs=1e-9
     )
 
@@ -439,7 +442,7 @@ def test_real_noise_level_psnr_on_set12() -> None:
     clean = [torch.from_numpy(im) for im in imgs]
     gen = torch.Generator().manual_seed(0)
     vals = [
-        psnr(c, c + 25 / 255 * torch.randn(c.shape, generator=gen, dtype=torch.float64)).item()
+        float(psnr(c, c + 25 / 255 * torch.randn(c.shape, generator=gen, dtype=torch.float64)))
         for c in clean
     ]
     # Unclipped Gaussian noise of sigma 25 is 20*log10(255/25) = 20.17 dB on any image.

@@ -12,18 +12,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from PIL import Image
 
 import restorekit as rk
-from restorekit.eval import datasets, evaluate
-from restorekit.eval.benchmark import load_results, parse_model_spec, run_benchmark
 from restorekit.checkpoints import save_checkpoint
 from restorekit.errors import RestoreKitError
+from restorekit.eval import datasets, evaluate
+from restorekit.eval.benchmark import parse_model_spec, run_benchmark
+from restorekit.eval.crops import pick_image, pick_window
 from restorekit.eval.published import PUBLISHED, published_value
-from restorekit.report import compare_images, report_folder, report_run
-from restorekit.report.crops import pick_image, pick_window, zoom_nearest
-
-from conftest import shared_path
+from restorekit.eval.results import (
+    BenchmarkResults,
+    Cell,
+    ModelEntry,
+    SetEntry,
+    load_results,
+)
+from restorekit.report import compare_images, report_folder, report_run, write_report
+from restorekit.report.crops import zoom_nearest
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +92,11 @@ def test_benchmark_writes_results_and_report(bench_data, tmp_path, monkeypatch) 
     calls = _count_evaluations(monkeypatch)
     out = tmp_path / "out"
     res = _run(bench_data, out)
+    assert not (out / "report.html").exists()  # the benchmark measures; the report is drawn from its results
+    calls_before_report = len(calls)
+    pages = write_report(res)
+    assert len(calls) == calls_before_report  # drawing the report runs nothing
+    assert pages == {"html": out / "report.html", "markdown": out / "report.md"}
     # gray models: Set12 × 2σ each; colour model: colour × 2σ; the other pairs are skipped.
     assert len(res.cells) == 6 and len(calls) == 6 and res.computed == 6
     assert sorted((s.model, s.set) for s in res.skipped) == sorted(
@@ -115,16 +127,20 @@ def test_benchmark_writes_results_and_report(bench_data, tmp_path, monkeypatch) 
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert linked and all((out / p).is_file() for p in linked)
     assert (out / "images" / "psnr-vs-params.png").is_file() and (out / "images" / "psnr-vs-speed.png").is_file()
-    assert len(res.crops) == 4 and all((out / c["png"]).is_file() for c in res.crops)
+    # the crops the benchmark restored, stored as files and drawn by the report into one strip per group
+    assert len(res.crops) == 4
+    assert all((out / f).is_file() for c in res.crops for f in [c["context"]] + [t["file"] for t in c["tiles"]])
+    assert json.loads((out / "results.json").read_text())["crops"] == res.crops
+    assert len(list((out / "images").glob("crops-*.png"))) == 4
 
 
 def test_benchmark_resumes_finished_cells(bench_data, tmp_path, monkeypatch) -> None:
     out = tmp_path / "out"
     first = _run(bench_data, out)
     calls = _count_evaluations(monkeypatch)
-    import restorekit.report.crops as crops
+    import restorekit.eval.crops as crops
 
-    monkeypatch.setattr(crops, "_render", lambda *a, **k: pytest.fail("crops redrawn although nothing changed"))
+    monkeypatch.setattr(crops, "_restore", lambda *a, **k: pytest.fail("crops redrawn although nothing changed"))
     again = _run(bench_data, out)
     assert calls == [] and again.reused == 6 and again.computed == 0
     assert [c.mean for c in again.cells] == [c.mean for c in first.cells]
@@ -251,8 +267,6 @@ def test_report_run(tmp_path) -> None:
 
 
 def test_published_reference_of_cells(tmp_path) -> None:
-    from restorekit.eval.benchmark import BenchmarkResults, Cell, ModelEntry
-
     def entry(label: str, spec: str, source: str = "") -> ModelEntry:
         return ModelEntry(label, spec, spec, "0" * 64, "dncnn-s-folded", "denoise", 1, 555137, source)
 
@@ -299,7 +313,6 @@ def test_benchmark_command_line_is_recorded_in_the_report(bench_data, tmp_path, 
 
 
 def test_mixed_protocols_are_flagged_and_not_ranked_together(tmp_path) -> None:
-    from restorekit.eval.benchmark import BenchmarkResults, Cell, ModelEntry, SetEntry
     from restorekit.report import per_image_table, protocol_notes, summary_table
 
     cc15 = [SetEntry("CC15", "CC15", True, 3, 1, "f")]

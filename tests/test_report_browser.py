@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from test_report import _png, bench_data  # noqa: F401  (bench_data is a fixture)
 
 from restorekit.eval.benchmark import run_benchmark
-from restorekit.report import compare_images
-
-from test_report import _png, bench_data  # noqa: F401  (bench_data is a fixture)
+from restorekit.report import compare_images, write_report
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -72,7 +71,7 @@ def _broken_images(page: Any) -> list[str]:
 
 def test_report_renders_in_chromium(browser, bench_data, tmp_path) -> None:  # noqa: F811
     out = tmp_path / "bench"
-    run_benchmark(bench_data["models"], bench_data["sets"], [25], out, progress=False)
+    write_report(run_benchmark(bench_data["models"], bench_data["sets"], [25], out, progress=False))
     page, errors, outside = _open(browser, out / "report.html")
     try:
         assert page.evaluate("document.images.length") >= 4

@@ -372,12 +372,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .eval.benchmark import format_summary, run_benchmark
+    from .eval.benchmark import run_benchmark
+    from .eval.results import format_summary
+    from .report import write_report
 
     results = run_benchmark(args.models, args.sets, args.sigmas, args.out, protocol=args.protocol,
                             options=_inference_options(args), resume=not args.no_resume, seed=args.seed,
                             repeats=args.repeats, clip_noise=args.clip_noise, crop_border=args.crop_border,
                             command="restorekit " + shlex.join(args.argv))
+    write_report(results)
     print(format_summary(results))
     return 0
 

@@ -378,9 +378,15 @@ def _prepare(x: Any, y: Any, o: MetricProtocol) -> tuple[torch.Tensor, torch.Ten
     return results[0], results[1], d
 
 
-def _reduce(per_image: torch.Tensor, reduction: str) -> torch.Tensor:
+def _reduce(per_image: torch.Tensor, reduction: str, x: Any = None) -> torch.Tensor | float:
+    """The batch mean (or per image with reduction "none"); a Python float for one image (anything but an
+    N×C×H×W tensor), as scikit-image returns."""
     _choice("reduction", reduction, REDUCTIONS)
-    return per_image.mean() if reduction == "mean" else per_image
+    if reduction != "mean":
+        return per_image
+    if isinstance(x, torch.Tensor) and x.ndim == 4:
+        return per_image.mean()
+    return float(per_image.mean())
 
 
 # --------------------------------------------------------------------------- PSNR
@@ -397,7 +403,7 @@ def psnr(
     crop_border: int = DEFAULT,
     protocol: str | MetricProtocol | None = None,
     reduction: str = "mean",
-) -> torch.Tensor:
+) -> torch.Tensor | float:
     """Peak signal-to-noise ratio in dB, 10·log10(peak² / MSE), per image over C×H×W.
 
     x, y: tensors N×C×H×W, C×H×W or H×W, or numpy arrays H×W or H×W×C, with white at
@@ -417,8 +423,9 @@ def psnr(
     Single-channel input passes through every colour mode unchanged. ``channel_order`` ("rgb" or
     "bgr") is the input's order for the conversions. ``crop_border`` pixels are removed from
     each side. ``protocol`` (a name in :data:`PROTOCOLS`) supplies defaults for the options not
-    passed explicitly. ``reduction``: "mean" over the batch or "none" (shape N). Identical
-    images give inf.
+    passed explicitly. ``reduction``: "mean" over the batch or "none" (shape N). One image (a
+    numpy array, a PIL image or a tensor of fewer than 4 dimensions) gives a Python float, an N×C×H×W
+    batch a tensor. Identical images give inf.
     """
     if data_range is DEFAULT:
         data_range = _dtype_range(x, y) or DEFAULT
@@ -436,7 +443,7 @@ def psnr(
     tx, ty, peak = _prepare(x, y, o)
     mse = (tx - ty).pow(2).flatten(1).mean(dim=1)
     per_image = 10.0 * torch.log10(peak**2 / mse)
-    return _reduce(per_image, reduction)
+    return _reduce(per_image, reduction, x)
 
 
 # --------------------------------------------------------------------------- SSIM core
@@ -598,7 +605,7 @@ def ssim(
     channel_mode: str = DEFAULT,
     protocol: str | MetricProtocol | None = None,
     reduction: str = "mean",
-) -> torch.Tensor:
+) -> torch.Tensor | float:
     """Structural similarity, the mean of the local SSIM map per image (and over channels).
 
     Inputs and the options data_range, quantize, color, channel_order, crop_border, protocol
@@ -653,5 +660,5 @@ def ssim(
         sample_covariance=o.sample_covariance,
         channel_mode=o.channel_mode,
     )
-    return _reduce(smap.flatten(1).mean(dim=1), reduction)
+    return _reduce(smap.flatten(1).mean(dim=1), reduction, x)
 

@@ -1,189 +1,45 @@
-"""Benchmark several models over several test sets and noise levels, resumably, and report.
+"""Benchmark several models over several test sets and noise levels, resumably.
 
 Every finished cell (model × set × σ) is written to ``OUT/cells/<key>.json`` as soon as it is measured;
 the key hashes what determines the numbers (the weights' bytes, the set's files, σ, protocol, seed,
 inference options), so a rerun reuses finished cells and recomputes only what changed or is missing.
-Restored images are not kept: the report recomputes the few crops it shows (and caches them).
+Restored images are not kept, except the few crops the report shows (:mod:`.crops`, cached in
+``OUT/crops``). What was measured is :mod:`.results`; drawing it is :mod:`restorekit.report`'s job.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io as _io
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from . import datasets, evaluate
 from ..errors import RestoreKitError
+from . import datasets, evaluate
 from .env import environment
+from .results import (
+    CELL_VERSION,
+    BenchmarkResults,
+    Cell,
+    ModelEntry,
+    SetEntry,
+    Skip,
+    write_results,
+)
 
-__all__ = ["run_benchmark", "BenchmarkResults", "ModelEntry", "SetEntry", "Cell", "Skip", "load_results",
-           "parse_model_spec", "format_summary", "DEFAULT_SETS", "DEFAULT_SIGMAS"]
+__all__ = ["run_benchmark", "parse_model_spec", "cell_key", "DEFAULT_SETS", "DEFAULT_SIGMAS"]
 
-CELL_VERSION = 1
 DEFAULT_SETS = ("Set12", "BSD68", "CBSD68", "Kodak24", "McMaster", "PolyU", "CC15")
 DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
 # Options that change where or how fast a model runs, not its numbers: not part of a cell's key.
 _KEY_EXCLUDED_OPTIONS = {"device", "tile_batch", "batch_size", "progress"}
 # Tasks whose models take synthetic Gaussian noise on clean sets.
 _SYNTHETIC_TASKS = {"denoise"}
-
-
-@dataclass
-class ModelEntry:
-    label: str
-    spec: str  # as given: a path or a built-in name
-    path: str  # the weights file
-    sha256: str
-    arch: str
-    task: str
-    channels: int
-    params: int
-    source_file: str = ""  # the official file a converted checkpoint came from
-    protocol: str = ""  # the architecture's own metric convention ("": its task's)
-
-
-@dataclass
-class SetEntry:
-    name: str
-    path: str
-    paired: bool
-    channels: int
-    images: int
-    fingerprint: str
-
-
-@dataclass
-class Cell:
-    key: str
-    model: str
-    set: str
-    sigma: float | None
-    protocol: str
-    mean: dict[str, float]
-    images: list[dict[str, Any]]
-    speed_mp_s: float | None  # megapixels restored per second of network time (first image = warm-up, excluded)
-    timing: str  # "forward" (network forward passes) or "wall" (whole loop: hooks saw no forward)
-    device: str
-    environment: dict[str, Any]
-    settings: dict[str, Any]
-    created: str
-    version: int = CELL_VERSION
-    reused: bool = field(default=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("reused")
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Cell":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-@dataclass
-class Skip:
-    model: str
-    set: str
-    sigma: float | None
-    reason: str
-
-
-@dataclass
-class BenchmarkResults:
-    out_dir: Path
-    models: list[ModelEntry]
-    sets: list[SetEntry]
-    cells: list[Cell]
-    skipped: list[Skip]
-    failed: list[Skip]
-    notes: list[str]
-    environment: dict[str, Any]
-    settings: dict[str, Any]
-    crops: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def computed(self) -> int:
-        return sum(not c.reused for c in self.cells)
-
-    @property
-    def reused(self) -> int:
-        return sum(c.reused for c in self.cells)
-
-    def model(self, label: str) -> ModelEntry:
-        return next(m for m in self.models if m.label == label)
-
-    def groups(self) -> list[tuple[str, float | None]]:
-        """(set, σ) pairs with at least one cell, in the order of the sets and σ given."""
-        seen: list[tuple[str, float | None]] = []
-        for s in self.sets:
-            sigmas = sorted({c.sigma for c in self.cells if c.set == s.name}, key=lambda v: -1 if v is None else v)
-            seen += [(s.name, sig) for sig in sigmas]
-        return seen
-
-    def cells_of(self, set_name: str, sigma: float | None) -> list[Cell]:
-        order = {m.label: i for i, m in enumerate(self.models)}
-        return sorted((c for c in self.cells if c.set == set_name and c.sigma == sigma), key=lambda c: order.get(c.model, 0))
-
-    def reference(self, cell: Cell, kind: str = "paper") -> Any:
-        """The published (or independently measured) result matching a cell, or None."""
-        from .published import is_known, published_value
-
-        m = self.model(cell.model)
-        names = [n for n in (m.label, m.spec, m.source_file) if n]
-        # The architecture's numbers (e.g. DnCNN-S as reported by xUnit) only for weights the table does
-        # not know: sigma=25.mat at σ=50 must not be compared with a σ=50 model's result.
-        if not any(is_known(n) for n in names):
-            names.append(m.arch)
-        for name in names:
-            found = published_value(name, cell.set, cell.sigma, kind=kind)
-            if found is not None:
-                return found
-        return None
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat row per cell: our mean beside the published and re-measured values."""
-        out = []
-        for set_name, sigma in self.groups():
-            for c in self.cells_of(set_name, sigma):
-                m = self.model(c.model)
-                pub, meas = self.reference(c, "paper"), self.reference(c, "measured")
-                out.append({
-                    "model": c.model, "weights": m.spec, "arch": m.arch, "params": m.params, "set": c.set,
-                    "sigma": c.sigma, "protocol": c.protocol, "images": len(c.images),
-                    "psnr": c.mean["psnr"], "ssim": c.mean["ssim"],
-                    "input_psnr": c.mean["input_psnr"], "input_ssim": c.mean["input_ssim"],
-                    "published_psnr": pub.psnr if pub else None, "published_ssim": pub.ssim if pub else None,
-                    "delta_psnr": c.mean["psnr"] - pub.psnr if pub else None,
-                    "published_source": pub.source if pub else "",
-                    "measured_psnr": meas.psnr if meas else None,
-                    "delta_measured": c.mean["psnr"] - meas.psnr if meas else None,
-                    "speed_mp_s": c.speed_mp_s, "device": c.device, "reused": c.reused,
-                })
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": CELL_VERSION,
-            "environment": self.environment,
-            "settings": self.settings,
-            "models": [asdict(m) for m in self.models],
-            "sets": [asdict(s) for s in self.sets],
-            "summary": self.rows(),
-            "cells": [c.to_dict() for c in self.cells],
-            "skipped": [asdict(s) for s in self.skipped],
-            "failed": [asdict(s) for s in self.failed],
-            "notes": self.notes,
-            "crops": self.crops,
-        }
 
 
 def parse_model_spec(spec: str) -> tuple[str | None, str]:
@@ -345,7 +201,10 @@ class _ForwardTimer:
                 self.calls += 1
 
     def __enter__(self) -> "_ForwardTimer":
-        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+        from torch.nn.modules.module import (
+            register_module_forward_hook,
+            register_module_forward_pre_hook,
+        )
 
         self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
         return self
@@ -445,11 +304,13 @@ def _run_cell(model: nn.Module, entry: ModelEntry, data: SetEntry, sigma: float 
 def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list[float] | None, out_dir: str | Path, *,
                   protocol: str | None = None, options: Any = None, resume: bool = True, progress: bool = True,
                   seed: int = 0, repeats: int = 1, clip_noise: bool = False, crop_border: int = 0,
-                  report: bool = True, command: str | None = None) -> BenchmarkResults:
+                  crops: bool = True, command: str | None = None) -> BenchmarkResults:
     """Evaluate each model (``LABEL=WEIGHTS`` or ``WEIGHTS``: a checkpoint, an official file or a built-in
     name) on each set (a folder or a named set) at each σ (clean sets; paired sets ignore σ), resuming
-    finished cells from ``out_dir/cells``; then write results.json/.csv and report.html/.md there.
-    ``command``, the command line that ran this, is printed in the report so that it can be re-run."""
+    finished cells from ``out_dir/cells``; restore the crops the report shows (``crops``, cached in
+    ``out_dir/crops``); then write results.json/.csv there. ``restorekit.report.write_report`` draws
+    the report from the results. ``command``, the command line that ran this, is recorded in the
+    results (and printed in the report) so that it can be re-run."""
     from tqdm import tqdm
 
     from ..inference import InferenceOptions
@@ -530,68 +391,12 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
 
     results = BenchmarkResults(out_dir=out_dir, models=entries, sets=set_entries, cells=cells, skipped=skipped,
                                failed=failed, notes=notes, environment=env, settings=settings)
-    if report:
-        from ..report import write_report
+    if crops and cells:
+        from .crops import make_crops
 
-        write_report(results, options=options, progress=progress)
-    else:
-        write_results(results)
+        try:
+            results.crops = make_crops(results, options=options, progress=progress)
+        except RestoreKitError as exc:
+            results.notes.append(f"crops not drawn: {exc}")
+    write_results(results)
     return results
-
-
-CSV_COLUMNS = ("model", "weights", "arch", "params", "set", "sigma", "protocol", "images", "psnr", "ssim",
-               "input_psnr", "input_ssim", "published_psnr", "published_ssim", "delta_psnr", "measured_psnr",
-               "delta_measured", "speed_mp_s", "device")
-
-
-def write_results(results: BenchmarkResults) -> tuple[Path, Path]:
-    """``results.json`` (everything, per image too) and ``results.csv`` (one row per cell), atomically."""
-    from ..io.files import atomic_write_text
-
-    out = results.out_dir
-    j = atomic_write_text(out / "results.json", json.dumps(results.to_dict(), indent=1, default=str) + "\n")
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in results.rows():
-        writer.writerow({k: ("" if v is None else f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    c = atomic_write_text(out / "results.csv", buf.getvalue())
-    return j, c
-
-
-def load_results(out_dir: str | Path) -> BenchmarkResults:
-    """A finished benchmark read back from ``out_dir/results.json`` (e.g. to redraw its report)."""
-    out_dir = Path(out_dir)
-    path = out_dir / "results.json"
-    if not path.is_file():
-        raise RestoreKitError(f"{out_dir}: no results.json (not a benchmark folder)")
-    d = json.loads(path.read_text(encoding="utf-8"))
-    return BenchmarkResults(
-        out_dir=out_dir, models=[ModelEntry(**m) for m in d["models"]], sets=[SetEntry(**s) for s in d["sets"]],
-        cells=[Cell.from_dict(c) for c in d["cells"]], skipped=[Skip(**s) for s in d["skipped"]],
-        failed=[Skip(**s) for s in d["failed"]], notes=d.get("notes", []), environment=d["environment"],
-        settings=d["settings"], crops=d.get("crops", []))
-
-
-def format_summary(results: BenchmarkResults) -> str:
-    """A console table of the means with the published values beside them."""
-    lines = [f"{'model':<22} {'set':<10} {'σ':>4} {'PSNR':>8} {'SSIM':>7} {'published':>9} {'Δ':>7} {'MP/s':>8}"]
-    for r in results.rows():
-        sigma = "-" if r["sigma"] is None else f"{r['sigma']:g}"
-        pub = "" if r["published_psnr"] is None else f"{r['published_psnr']:.2f}"
-        delta = "" if r["delta_psnr"] is None else f"{round(r['delta_psnr'], 2) + 0.0:+.2f}"
-        speed = "" if r["speed_mp_s"] is None else f"{r['speed_mp_s']:.3g}"
-        lines.append(f"{r['model'][:22]:<22} {r['set'][:10]:<10} {sigma:>4} {r['psnr']:8.3f} {r['ssim']:7.4f} "
-                     f"{pub:>9} {delta:>7} {speed:>8}")
-    grouped: dict[tuple[str, str, str], list[str]] = {}
-    for kind, items in (("skipped", results.skipped), ("failed", results.failed)):
-        for s in items:
-            key = (kind, f"{s.model} × {s.set}", s.reason)
-            grouped.setdefault(key, []).extend([] if s.sigma is None else [f"{s.sigma:g}"])
-    for (kind, what, reason), sigmas in grouped.items():
-        at = f" (σ {', '.join(sigmas)})" if sigmas else ""
-        lines.append(f"{kind}: {what}{at}: {reason}")
-    lines.append(f"{len(results.cells)} cells ({results.reused} reused, {results.computed} computed), "
-                 f"{len(results.skipped)} skipped, {len(results.failed)} failed → {results.out_dir / 'report.html'}")
-    return "\n".join(lines)
-

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import RestoreKitError
+from .draw import font
+from .html import page
 
 __all__ = ["compare_images", "Comparison"]
 
@@ -59,16 +61,14 @@ def _label(pixels: np.ndarray, text: str) -> np.ndarray:
     """``text`` on a dark box in the top-left corner, keeping the image's size."""
     from PIL import Image, ImageDraw
 
-    from .crops import _font
-
     a = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
     im = Image.fromarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a).convert("RGBA")
     overlay = Image.new("RGBA", im.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    font = _font(max(9, min(16, im.size[0] // 24)))
-    box = draw.textbbox((4, 3), text, font=font)
+    face = font(max(9, min(16, im.size[0] // 24)))
+    box = draw.textbbox((4, 3), text, font=face)
     draw.rectangle((box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2), fill=(0, 0, 0, 150))
-    draw.text((4, 3), text, font=font, fill=(255, 255, 255, 255))
+    draw.text((4, 3), text, font=face, fill=(255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(im, overlay).convert("RGB")).astype(np.float32) / 255.0
 
 
@@ -116,8 +116,6 @@ def compare_images(a: Any, b: Any, *, ref: Any = None, out: str | Path, labels: 
 
 
 def _slider_html(a: np.ndarray, b: np.ndarray, names: tuple[str, str], metrics: dict[str, dict[str, float]]) -> str:
-    from .html import page
-
     h, w = a.shape[:2]
     # Small images are enlarged by a whole factor (pixelated) so that the slider is usable.
     zoom = max(1, min(8, 640 // w)) if w < 480 else 1

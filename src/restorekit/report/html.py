@@ -6,13 +6,19 @@ from __future__ import annotations
 import base64
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from . import (Table, environments, group_title, models_table, per_image_table, settings_items, skipped_table,
-               summary_table)
-
-if TYPE_CHECKING:
-    from ..eval.benchmark import BenchmarkResults
+from ..eval.results import BenchmarkResults
+from .tables import (
+    Table,
+    environments,
+    group_title,
+    models_table,
+    per_image_table,
+    settings_items,
+    skipped_table,
+    summary_table,
+)
 
 __all__ = ["render", "page", "table", "data_uri", "figure"]
 
@@ -80,7 +86,9 @@ def _dl(items: list[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str, notes: list[str]) -> str:
+def render(results: BenchmarkResults, plots: dict[str, str], crops: list[dict[str, Any]], *, generated: str,
+           notes: list[str]) -> str:
+    """The page; ``crops`` are the crop strips drawn (:func:`restorekit.report.crops.draw_crops`)."""
     out = results.out_dir
     parts = ["<h1>restorekit benchmark</h1>",
              f'<p class="meta">Generated {escape(generated)} · {len(results.models)} models · {len(results.sets)} sets · '
@@ -102,14 +110,14 @@ def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str
             n = len(results.cells_of(set_name, sigma)[0].images)
             parts.append(f"<details><summary>{escape(group_title(set_name, sigma))} — {n} images</summary>"
                          f"{table(per_image_table(results, set_name, sigma))}</details>")
-    if results.crops:
+    if crops:
         parts += ["<h2>Where the models differ most</h2>",
                   "<p>Zoomed crops (nearest neighbour) of the image and window with the largest PSNR spread between "
                   "models; the PSNR under each tile is measured on the crop.</p>"]
-        for c in results.crops:
+        for c in crops:
             w = c.get("window", {})
             caption = (f"<strong>{escape(group_title(c['set'], c['sigma']))}</strong>, image <code>{escape(c['image'])}</code>, "
-                       f"window {w.get('size')}² at (y={w.get('y')}, x={w.get('x')}), zoom ×{w.get('zoom')}")
+                       f"window {w.get('size')}² at (y={w.get('y')}, x={w.get('x')}), zoom ×{c.get('zoom')}")
             parts.append(figure(out / c["png"], caption, alt=f"crops of {c['image']}"))
     if plots:
         parts.append("<h2>PSNR against size and speed</h2>")

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from . import (Table, environments, group_title, models_table, per_image_table, settings_items, skipped_table,
-               summary_table)
-
-if TYPE_CHECKING:
-    from ..eval.benchmark import BenchmarkResults
+from ..eval.results import BenchmarkResults
+from .tables import (
+    Table,
+    environments,
+    group_title,
+    models_table,
+    per_image_table,
+    settings_items,
+    skipped_table,
+    summary_table,
+)
 
 __all__ = ["render", "table"]
 
@@ -27,7 +33,9 @@ def table(t: Table) -> str:
     return "\n".join(lines)
 
 
-def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str, notes: list[str]) -> str:
+def render(results: BenchmarkResults, plots: dict[str, str], crops: list[dict[str, Any]], *, generated: str,
+           notes: list[str]) -> str:
+    """The Markdown document; ``crops`` are the crop strips drawn (:func:`restorekit.report.crops.draw_crops`)."""
     out = ["# restorekit benchmark", "",
            f"Generated {generated}. Mean over each set; Δ = ours − published. "
            "Published values from `restorekit.eval.published`; *re-measured*: the same weights measured with an "
@@ -48,15 +56,15 @@ def render(results: "BenchmarkResults", plots: dict[str, str], *, generated: str
             n = len(results.cells_of(set_name, sigma)[0].images)
             out += ["<details>", f"<summary>{group_title(set_name, sigma)} — {n} images</summary>", "",
                     table(per_image_table(results, set_name, sigma)), "", "</details>", ""]
-    if results.crops:
+    if crops:
         out += ["## Where the models differ most", "",
                 "Zoomed crops (nearest neighbour) of the image and window with the largest PSNR spread "
                 "between models; PSNR of each tile measured on the crop.", ""]
-        for c in results.crops:
+        for c in crops:
             title = group_title(c["set"], c["sigma"])
             w = c.get("window", {})
             out += [f"**{title}**, image `{c['image']}`, window {w.get('size')}² at (y={w.get('y')}, x={w.get('x')}), "
-                    f"zoom ×{w.get('zoom')}", "", f"![{title}]({c['png']})", ""]
+                    f"zoom ×{c.get('zoom')}", "", f"![{title}]({c['png']})", ""]
     if plots:
         out += ["## PSNR against size and speed", ""]
         for title, path in plots.items():

@@ -4,8 +4,10 @@ checkpoints' metadata, the config, and a grid of the sample restorations saved d
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
+import struct
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import RestoreKitError
+from .draw import font, rgb8
+from .html import figure, page, table
+from .tables import Table
 
 __all__ = ["report_run", "read_metrics", "plot_curves", "sample_grid"]
 
@@ -79,9 +84,8 @@ def sample_grid(paths: list[Path], out: str | Path, *, width: int = 320, columns
     """Sample images (evenly spaced over training, the last always kept) in a labelled grid PNG."""
     from PIL import Image, ImageDraw
 
-    from ..io.files import atomic_write
     from ..io import read_image
-    from .crops import _font, _rgb8
+    from ..io.files import atomic_write
 
     paths = sorted(paths, key=_step_of)
     if len(paths) > MAX_SAMPLES:
@@ -89,7 +93,7 @@ def sample_grid(paths: list[Path], out: str | Path, *, width: int = 320, columns
         paths = [paths[i] for i in idx]
     tiles = []
     for p in paths:
-        im = Image.fromarray(_rgb8(read_image(p).pixels))
+        im = Image.fromarray(rgb8(read_image(p).pixels))
         scale = min(1.0, width / im.size[0])
         if scale < 1.0:
             im = im.resize((width, max(1, round(im.size[1] * scale))), Image.Resampling.LANCZOS)
@@ -101,34 +105,39 @@ def sample_grid(paths: list[Path], out: str | Path, *, width: int = 320, columns
     cap, pad = 20, 6
     canvas = Image.new("RGB", (cols * (tw + pad) + pad, rows * (th + cap + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
-    font = _font()
+    face = font()
     for i, (label, im) in enumerate(tiles):
         x = pad + (i % cols) * (tw + pad)
         y = pad + (i // cols) * (th + cap + pad)
         canvas.paste(im, (x, y))
-        draw.text((x, y + th + 3), label, fill="black", font=font)
+        draw.text((x, y + th + 3), label, fill="black", font=face)
     return atomic_write(out, lambda p: canvas.save(p, format="PNG"))
 
 
-def _checkpoints(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    from ..checkpoints import checkpoint_metadata
+def _checkpoint_metadata(path: Path) -> dict[str, Any]:
+    """The restorekit metadata in a safetensors file's header ({} when there is none). Read here, not
+    with :mod:`restorekit.checkpoints`, which builds models: a report only reads files."""
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > 100_000_000:
+                return {}
+            header = json.loads(fh.read(n))
+        meta = json.loads(header.get("__metadata__", {}).get("restorekit", "{}"))
+    except (OSError, ValueError, struct.error, AttributeError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
-    found = []
-    for path in sorted(run_dir.glob("*.safetensors")):
-        try:
-            meta = checkpoint_metadata(path)
-        except (RestoreKitError, ValueError):
-            meta = {}
-        found.append((path.name, {"size": path.stat().st_size, **meta}))
-    return found
+
+def _checkpoints(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(path.name, {"size": path.stat().st_size, **_checkpoint_metadata(path)})
+            for path in sorted(run_dir.glob("*.safetensors"))]
 
 
 def report_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``RUN_DIR/report.html`` (or ``out``) with its PNGs beside it: curves, the sample grid where
     ``samples/step_*.png`` exist, the checkpoints and the config. Returns the HTML path."""
     from ..io.files import atomic_write_text
-    from . import Table
-    from .html import figure, page, table
 
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.csv"
