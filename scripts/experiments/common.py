@@ -297,10 +297,10 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[Any], *, protocol: st
                    crop_border: int = 0, baseline: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    tile: int | None = None) -> dict[str, Any]:
     """PSNR/SSIM of the input (or ``baseline(input)``, e.g. bicubic up-sampling) and of the model's
-    output against each item's target, with ``protocol``; the model runs through
-    ``restorekit.inference.restore_tensor`` in fp32 on the CPU (``task`` for multi-task models)."""
-    from restorekit.inference import InferenceOptions, restore_tensor
-    from restorekit.metrics import psnr, ssim
+    output against each item's target, with ``protocol``: restorekit's own per-image evaluation step
+    (``restorekit.eval.evaluate.restore_and_measure``) in fp32 on the CPU (``task`` for multi-task models)."""
+    from restorekit.eval.evaluate import measure, restore_and_measure
+    from restorekit.inference import InferenceOptions
 
     options = InferenceOptions(task=task, device="cpu", precision="fp32", tile=tile)
     kw: dict[str, Any] = {"protocol": protocol}
@@ -309,12 +309,11 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[Any], *, protocol: st
     rows, seconds = [], 0.0
     for item in items:
         t0 = time.perf_counter()
-        out = restore_tensor(model, item.input, options)
+        out_psnr, out_ssim = restore_and_measure(model, item.input, item.target, options, **kw)
         seconds += time.perf_counter() - t0
-        ref = baseline(item.input) if baseline is not None else item.input
-        ref = ref.clamp(0, 1)
-        rows.append({"name": item.name, "psnr": float(psnr(out, item.target, **kw)), "ssim": float(ssim(out, item.target, **kw)),
-                     "input_psnr": float(psnr(ref, item.target, **kw)), "input_ssim": float(ssim(ref, item.target, **kw))})
+        ref = (baseline(item.input) if baseline is not None else item.input).clamp(0, 1)
+        in_psnr, in_ssim = measure(ref, item.target, **kw)
+        rows.append({"name": item.name, "psnr": out_psnr, "ssim": out_ssim, "input_psnr": in_psnr, "input_ssim": in_ssim})
     mean = {k: statistics.fmean(r[k] for r in rows) for k in ("psnr", "ssim", "input_psnr", "input_ssim")} if rows else {}
     mean["gain"] = mean["psnr"] - mean["input_psnr"] if rows else math.nan
     size = items[0].target.shape[-2:] if items else (0, 0)
@@ -325,19 +324,14 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[Any], *, protocol: st
 def time_inference(model: torch.nn.Module, shape: Sequence[int], *, repeats: int = 3, task: str | None = None,
                    tile: int | None = None) -> dict[str, float]:
     """Seconds per megapixel of ``restore_tensor`` (fp32, CPU, this process's threads) on a random
-    image of ``shape`` (N, C, H, W): one warm-up, then ``repeats`` timed runs; the minimum is the
-    least disturbed by other load on the machine, the median is reported beside it."""
-    from restorekit.inference import InferenceOptions, restore_tensor
+    image of ``shape`` (N, C, H, W), timed as ``restorekit bench`` times (``restorekit.eval.speed.time_restore``):
+    the minimum is the least disturbed by other load on the machine, the median is reported beside it."""
+    from restorekit.eval.speed import time_restore
+    from restorekit.inference import InferenceOptions
 
     options = InferenceOptions(task=task, device="cpu", precision="fp32", tile=tile)
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
-    restore_tensor(model, x, options)
-    times, cpu = [], []
-    for _ in range(max(1, repeats)):
-        t0, c0 = time.perf_counter(), time.process_time()
-        restore_tensor(model, x, options)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    times, cpu = time_restore(model, x, options, repeats=repeats, warmup=1)
     mp = shape[0] * shape[-1] * shape[-2] / 1e6
     # CPU time: with one thread, what the wall time would be on an idle machine (other load only delays)
     return {"s_per_mp": min(times) / mp, "s_per_mp_median": statistics.median(times) / mp,
@@ -345,7 +339,9 @@ def time_inference(model: torch.nn.Module, shape: Sequence[int], *, repeats: int
 
 
 def count_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    from restorekit.models import count_parameters
+
+    return count_parameters(model)
 
 
 # --------------------------------------------------------------------------- reports
@@ -363,17 +359,16 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Ite
 
 
 def fmt(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    """A number as the reports print it ("—" for missing or non-finite); other values as text."""
+    from restorekit.report.tables import fmt_value
+
+    return fmt_value(value, digits) if isinstance(value, float) or value is None else str(value)
 
 
 def fmt_params(n: int | None) -> str:
-    if not n:
-        return "—"
-    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
+    from restorekit.report.tables import fmt_params as _fmt
+
+    return _fmt(n)
 
 
 def environment() -> dict[str, Any]:

@@ -151,6 +151,25 @@ class _PeakMemory:
             self.mb = None if peak is None else max(0, peak - self._base) / 1024
 
 
+def time_restore(model: torch.nn.Module, x: torch.Tensor, options: InferenceOptions, *, repeats: int = 3,
+                 warmup: int = 1) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of ``repeats`` :func:`restore_tensor` calls after ``warmup`` untimed
+    ones, the device synchronised around each (the one timing loop of ``restorekit bench`` and the
+    experiment scripts)."""
+    dev = resolve_device(options.device)
+    for _ in range(warmup):
+        restore_tensor(model, x, options)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        _sync(dev)
+        t0, c0 = time.perf_counter(), time.process_time()
+        restore_tensor(model, x, options)
+        _sync(dev)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
 def run_bench(
     models: Sequence[str] | None = None,
     *,
@@ -198,16 +217,8 @@ def run_bench(
                 if (precision, layout) in seen:
                     continue
                 seen.add((precision, layout))
-                for _ in range(warmup):
-                    restore_tensor(model, x, options)
-                times = []
                 with _PeakMemory(dev) as mem:
-                    for _ in range(repeats):
-                        _sync(dev)
-                        t0 = time.perf_counter()
-                        restore_tensor(model, x, options)
-                        _sync(dev)
-                        times.append(time.perf_counter() - t0)
+                    times, _ = time_restore(model, x, options, repeats=repeats, warmup=warmup)
                 best = min(times)
                 gflops = flops / best / 1e9
                 rows.append({

@@ -26,7 +26,7 @@ class Table:
         self.bold.append(bold or set())
 
 
-def _f(value: float | None, digits: int = 2, signed: bool = False) -> str:
+def fmt_value(value: float | None, digits: int = 2, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if math.isinf(value):
@@ -44,7 +44,7 @@ def group_title(set_name: str, sigma: float | None) -> str:
     return set_name if sigma is None else f"{set_name} σ={sigma:g}"
 
 
-def _params(n: int | None) -> str:
+def fmt_params(n: int | None) -> str:
     if not n:
         return "—"
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
@@ -72,11 +72,11 @@ def summary_table(results: BenchmarkResults) -> Table:
         size[g] = size.get(g, 0) + 1
     for r in rows:
         g = (r["set"], r["sigma"], r["protocol"])
-        pub = _f(r["published_psnr"]) + (f" / {r['published_ssim']:.4f}" if r["published_ssim"] else "")
+        pub = fmt_value(r["published_psnr"]) + (f" / {r['published_ssim']:.4f}" if r["published_ssim"] else "")
         t.add([r["model"], r["set"], _sigma(r["sigma"])] + ([r["protocol"]] if mixed else []) + [
-               _f(r["psnr"], 3), _f(r["ssim"], 4), pub,
-               _f(r["delta_psnr"], 2, True), _f(r["measured_psnr"], 3), _f(r["delta_measured"], 3, True),
-               _f(r["input_psnr"]), _params(r["params"]), _f(r["speed_mp_s"], 3), r["device"]],
+               fmt_value(r["psnr"], 3), fmt_value(r["ssim"], 4), pub,
+               fmt_value(r["delta_psnr"], 2, True), fmt_value(r["measured_psnr"], 3), fmt_value(r["delta_measured"], 3, True),
+               fmt_value(r["input_psnr"]), fmt_params(r["params"]), fmt_value(r["speed_mp_s"], 3), r["device"]],
               bold={3 + shift} if size[g] > 1 and r["psnr"] == best[g] else set())
     return t
 
@@ -110,10 +110,10 @@ def per_image_table(results: BenchmarkResults, set_name: str, sigma: float | Non
         psnrs = [v["psnr"] if v else -math.inf for v in vals]
         top = max(psnrs)
         row = [name] + [f"{v['psnr']:.3f} / {v['ssim']:.4f}" if v else "—" for v in vals]
-        row.append(_f(vals[0]["input_psnr"]) if vals and vals[0] else "—")
+        row.append(fmt_value(vals[0]["input_psnr"]) if vals and vals[0] else "—")
         t.add(row, bold={i + 1 for i, p in enumerate(psnrs) if p == top and len(cells) > 1 and not mixed})
     mean = ["mean"] + [f"{c.mean['psnr']:.3f} / {c.mean['ssim']:.4f}" for c in cells]
-    mean.append(_f(cells[0].mean["input_psnr"]) if cells else "—")
+    mean.append(fmt_value(cells[0].mean["input_psnr"]) if cells else "—")
     t.add(mean)
     return t
 
