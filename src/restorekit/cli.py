@@ -17,24 +17,30 @@ from .errors import RestoreKitError
 
 EXAMPLES = {
     "models": """examples:
-  restorekit models
+  restorekit models                  # every model, and where its weights come from
   restorekit models --task derain
+  restorekit models mprnet-derain    # its official weights: paper, page, file, sha256, convert command
   restorekit models --json > models.json""",
+    "download": """examples:
+  restorekit download --list
+  restorekit download dncnn-s25-mat  # the authors' sigma=25.mat, checked and converted, into $RESTOREKIT_HOME
+  restorekit restore noisy.png -o out/ --weights dncnn-s25-mat""",
     "restore": """examples:
   restorekit restore photo.jpg -o photo-clean.png             # built-in default denoiser
   restorekit restore scans/ -o out/ --recursive --tile 512
-  restorekit restore noisy.png -o out/ --weights sigma=25.mat  # official weights, converted in memory
-  restorekit restore rainy.png -o out/ --weights mprnet-derain.safetensors --precision bf16""",
+  restorekit restore noisy.png -o out/ --weights dncnn-s25-mat  # after `restorekit download dncnn-s25-mat`
+  restorekit restore noisy.png -o out/ --weights sigma=25.mat   # an official file, converted in memory
+  restorekit restore rainy.png -o out/ --weights model_deraining.pth --precision bf16  # official weights: restorekit models mprnet-derain""",
     "eval": """examples:
-  restorekit eval --weights ../shared/weights/dncnn-matconvnet/sigma=25.mat --data BSD68 --sigma 25
-  restorekit eval --weights model.safetensors --data Set12 --sigma 50 --out results.json
-  restorekit eval --weights durn-p-real.safetensors --data PolyU --protocol durn-rgb""",
+  restorekit eval --weights dncnn-s25-mat --data BSD68 --sigma 25   # after `restorekit download dncnn-s25-mat`
+  restorekit eval --weights runs/dncnn-s-25/last.safetensors --data Set12 --sigma 25 --out results.json  # after `restorekit train --recipe dncnn-s-25`
+  restorekit eval --weights DuRN_P_no_norm_model.pt --data PolyU --protocol durn-rgb  # official weights: restorekit models durn-p-nonorm""",
     "convert": """examples:
-  restorekit convert ../shared/weights/dncnn-matconvnet/sigma=25.mat dncnn-s25.safetensors
-  restorekit convert net.pth dncnn-s.safetensors
-  restorekit convert model_best.pth mprnet-derain.safetensors --format mprnet""",
+  restorekit convert sigma=25.mat dncnn-s25.safetensors             # official file: restorekit models dncnn-s-folded
+  restorekit convert net.pth dncnn-s25-saoyan.safetensors           # SaoYan's logs/DnCNN-S-25/net.pth: restorekit models dncnn-s
+  restorekit convert model_deraining.pth mprnet-derain.safetensors --format mprnet  # restorekit models mprnet-derain""",
     "info": """examples:
-  restorekit info dncnn-s25.safetensors""",
+  restorekit info dncnn-s25.safetensors   # written by `restorekit convert` or `restorekit download`""",
     "train": """examples:
   restorekit train --recipe dncnn-s-25
   restorekit train my.yaml --set train.batch_size=64 --set optim.lr=5e-4
@@ -44,11 +50,11 @@ EXAMPLES = {
   restorekit bench --models dncnn-s --size 512 512
   restorekit bench --json bench.json""",
     "export": """examples:
-  restorekit export dncnn-s-folded --weights dncnn-s25.safetensors --format onnx -o dncnn.onnx
-  restorekit export --weights mprnet-derain.safetensors --format torchscript -o mprnet.pt""",
+  restorekit export dncnn-s-folded --weights dncnn-s25-mat --format onnx -o dncnn.onnx  # after `restorekit download dncnn-s25-mat`
+  restorekit export --weights model_deraining.pth --format torchscript -o mprnet.pt      # official weights: restorekit models mprnet-derain""",
     "benchmark": """examples:
-  restorekit benchmark --models ../shared/weights/dncnn-matconvnet/sigma=25.mat default-gray --sets Set12 BSD68 --sigmas 25 --out report/
-  restorekit benchmark --models durn=durn-p-real.safetensors --sets PolyU CC15 --out real-noise/""",
+  restorekit benchmark --models sigma=25.mat default-gray --sets Set12 BSD68 --sigmas 25 --out report/  # sigma=25.mat: restorekit models dncnn-s-folded
+  restorekit benchmark --models durn=DuRN_P_no_norm_model.pt --sets PolyU CC15 --out real-noise/          # restorekit models durn-p-nonorm""",
     "compare": """examples:
   restorekit compare a.png b.png --ref gt.png -o side-by-side.png
   restorekit compare noisy.png restored.png -o slider.html""",
@@ -106,6 +112,9 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=int, help="process in tiles of this size (bounded memory for large images)")
     g.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the model's receptive field)")
+    g.add_argument("--tiling", choices=["chop", "blend"], default=None,
+                   help="how fixed-size models (IPT) cover larger images: chop (the reference's forward_chop, "
+                        "which IPT's published numbers use; IPT's default) or blend (tiles of --overlap, ramp-blended)")
     g.add_argument("--tile-batch", type=int, default=None,
                    help="tiles per forward pass (default: 512² pixels' worth on a CPU, 4× that on a GPU)")
     g.add_argument("--ensemble", action="store_true", help="x8 flip/rotation self-ensemble")
@@ -118,9 +127,9 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
 def _inference_options(args: argparse.Namespace) -> Any:
     from .inference import InferenceOptions
 
-    return InferenceOptions(tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch, ensemble=args.ensemble,
-                            precision=args.precision, channels_last=args.channels_last, device=args.device,
-                            task=args.task)
+    return InferenceOptions(tile=args.tile, overlap=args.overlap, tiling=args.tiling, tile_batch=args.tile_batch,
+                            ensemble=args.ensemble, precision=args.precision, channels_last=args.channels_last,
+                            device=args.device, task=args.task)
 
 
 def _add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -146,13 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
-    p = add("models", "list the registered models with their metadata", cmd_models)
+    p = add("models", "list the registered models with their metadata and where their weights come from", cmd_models)
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="one model (or official release): its details, its official weights and how to get and convert them")
     p.add_argument("--task", help="only models for this task")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("restore", "restore images (files, folders or glob patterns)", cmd_restore)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one input) or folder. In a folder, names are kept, but JPEG and WebP inputs "
+                        "are written as <stem>.png (lossless, the input's bit depth: never a second JPEG generation); "
+                        "an output file named .jpg is written at JPEG quality 95 (4:4:4 chroma)")
     _add_model_args(p)
     p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale; ignored, with a warning: every restorekit denoiser is blind")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
@@ -182,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--format", dest="fmt", help="force a converter (default: detected)")
     p.add_argument("--overwrite", action="store_true")
+
+    p = add("download", "download official weights (checked by sha256) and convert them to restorekit's format",
+            cmd_download)
+    p.add_argument("name", nargs="?", metavar="NAME", help="an official release (see --list, or `restorekit models MODEL`)")
+    p.add_argument("--list", action="store_true", help="list the releases that can be downloaded, and which are cached")
+    p.add_argument("--force", action="store_true", help="fetch and convert again, even when cached")
 
     p = add("info", "print a checkpoint's metadata", cmd_info)
     p.add_argument("checkpoint")
@@ -243,8 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_models(args: argparse.Namespace) -> int:
     import torch
 
+    from .checkpoints import checkpoint_metadata
     from .models import count_parameters, create_model, list_models, model_info
+    from .pretrained import available_builtins, builtin_path
+    from .weights_catalog import RELEASES, releases_for, weights_summary
 
+    builtins: dict[str, list[str]] = {}  # architecture -> its built-in weights, read from the shipped files
+    for b in available_builtins():
+        meta = checkpoint_metadata(builtin_path(b))
+        extra = ", ".join(f"{k}={v}" for k, v in meta["args"].items())
+        builtins.setdefault(meta["arch"], []).append(f"{b} ({extra})" if extra else b)
+    if args.name is not None:
+        return _print_model_details(args.name, builtins, as_json=args.json)
     if args.task is not None and not list_models(task=args.task):
         from .registry import did_you_mean
 
@@ -257,16 +287,79 @@ def cmd_models(args: argparse.Namespace) -> int:
         if info.params is None:
             with torch.device("meta"):  # counts without allocating or initialising weights
                 params = count_parameters(create_model(name))
+        weights = {"summary": weights_summary(name, builtins.get(name, ())), "builtin": builtins.get(name, []),
+                   "official": [r.to_dict() for r in releases_for(name)]}
         rows.append({"name": name, "task": info.task, "channels": info.channels, "params": info.params or params,
                      "input_range": info.input_range, "size_multiple": info.size_multiple, "scale": info.scale,
-                     "description": info.description})
+                     "description": info.description, "weights": weights})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<18} {'task':<12} {'ch':>2} {'params':>12} {'range':>6} {'mult':>4}  description")
+    width = max(len("weights"), *(len(r["weights"]["summary"]) for r in rows))
+    print(f"{'name':<18} {'task':<12} {'ch':>2} {'params':>12} {'range':>6} {'mult':>4}  {'weights':<{width}}  description")
     for r in rows:
         params = f"{r['params']:,}" if r["params"] else "-"
-        print(f"{r['name']:<18} {r['task']:<12} {r['channels']:>2} {params:>12} {r['input_range']:>6g} {r['size_multiple']:>4}  {r['description']}")
+        print(f"{r['name']:<18} {r['task']:<12} {r['channels']:>2} {params:>12} {r['input_range']:>6g} {r['size_multiple']:>4}  "
+              f"{r['weights']['summary']:<{width}}  {r['description']}")
+    n = sum(1 for r in RELEASES.values() if r.downloadable)
+    print(f"\nweights: built-in ships with restorekit; download: `restorekit download NAME` fetches it ({n} releases); "
+          "official: the authors' file, to download from their page; `restorekit models NAME` shows a model's "
+          "releases, checksums and convert commands")
+    return 0
+
+
+def _print_model_details(name: str, builtins: dict[str, list[str]], *, as_json: bool) -> int:
+    """``restorekit models NAME``: one model, or one official release, with where its weights come from."""
+    from .models import list_models, model_info
+    from .registry import did_you_mean
+    from .weights_catalog import RELEASES, Release, releases_for
+
+    models = list_models()
+    if name.lower() in models:
+        info = model_info(name)
+        releases = releases_for(info.name)
+    elif name in RELEASES:
+        info, releases = None, [RELEASES.get(name)]
+    else:
+        hint = did_you_mean(name, models + RELEASES.names())
+        raise RestoreKitError(f"unknown model {name!r}{hint or '; `restorekit models` lists them'}")
+    own = builtins.get(info.name, []) if info else []
+    if as_json:
+        out: dict[str, Any] = {"official": [r.to_dict() for r in releases]}
+        if info is not None:
+            out = {"name": info.name, "task": info.task, "channels": info.channels, "params": info.params,
+                   "paper": info.paper, "description": info.description, "builtin": own, **out}
+        print(json.dumps(out, indent=2))
+        return 0
+
+    def show(r: Release) -> None:
+        size = f" ({r.size:,} bytes)" if r.size else ""
+        print(f"  {r.name}: {r.description}")
+        rows = [("loads into", ", ".join(r.variants)), ("paper", r.paper), ("file", r.file + size),
+                ("sha256", r.sha256 or "unknown (restorekit has not checked this file)"), ("page", r.page),
+                ("source", r.source), ("licence", r.license), ("note", r.note)]
+        if r.downloadable:
+            rows.append(("get", f"restorekit download {r.name}   (then --weights {r.name})"))
+        else:
+            rows.append(("get", f"download {r.file} from the page" + (f" ({r.url})" if r.url else "")))
+        rows.append(("convert", r.convert_command() + "   (or pass the file itself with --weights)"))
+        for key, value in rows:
+            if value:
+                print(f"    {key + ':':<11} {value}")
+
+    if info is not None:
+        print(f"{info.name}: {info.description}")
+        params = f"{info.params:,} parameters, " if info.params else ""
+        print(f"  task {info.task}, {info.channels} channel(s), {params}input range {info.input_range:g}")
+        if info.paper:
+            print(f"  paper: {info.paper}")
+        print("weights:")
+        for b in own:
+            print(f"  built-in: {b}   (--weights {b.split()[0]})")
+        if not own and not releases:
+            print("  none built in, and no official release: train it (`restorekit recipes`) or pass --weights FILE")
+    for r in releases:
+        show(r)
     return 0
 
 
@@ -331,6 +424,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
     conv = convert_checkpoint(args.src, args.dst, fmt=args.fmt, overwrite=args.overwrite)
     n = sum(v.numel() for v in conv.state_dict.values() if v.is_floating_point())
     print(f"{args.src}: {conv.source_format} -> {conv.arch} {conv.args or ''} ({n:,} values) -> {args.dst}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .download import cache_home, converted_path, download
+    from .weights_catalog import RELEASES
+
+    if args.list:
+        rows = [r for r in RELEASES.values() if r.downloadable]
+        print(f"{'name':<18} {'loads into':<16} {'size':>9}  {'cached':<6}  source")
+        for r in rows:
+            size = f"{r.size / 2**20:.1f} MiB" if r.size else "-"
+            cached = "yes" if converted_path(r.name).is_file() else "-"
+            print(f"{r.name:<18} {', '.join(r.variants):<16} {size:>9}  {cached:<6}  {r.source}")
+        print(f"\ncache: {cache_home()} (set $RESTOREKIT_HOME to move it); {len(RELEASES) - len(rows)} more official "
+              "releases have no direct URL: `restorekit models` says where they are")
+        return 0
+    if args.name is None:
+        raise RestoreKitError("name the official weights to download; `restorekit download --list` lists them")
+    path = download(args.name, force=args.force)
+    print(f"{args.name}: {path}")
+    print(f"use it with --weights {args.name}")
     return 0
 
 

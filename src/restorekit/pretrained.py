@@ -44,7 +44,12 @@ def load_weights(weights: str | Path, model: str | None = None) -> nn.Module:
         weights = builtin_path(str(weights))
     path = Path(weights)
     if not path.is_file():
-        raise RestoreKitError(f"{path}: no such weights file")
+        from .download import cached_weights
+
+        cached = cached_weights(str(weights))  # an official release's name: its downloaded conversion
+        if cached is None:
+            raise RestoreKitError(f"{path}: no such weights file")
+        path = cached
     if path.suffix == ".safetensors":
         net = load(path)
         if model is not None and net.info.name != model:
@@ -75,6 +80,10 @@ def resolve_model(model: str | nn.Module | None = None, weights: str | Path | No
         return load(builtin_path(model))
     from .models import model_info
 
-    model_info(model)  # unknown names fail here with suggestions
-    raise RestoreKitError(f"model {model!r} has no built-in weights", hint="give weights= (a restorekit or official checkpoint)",
-                          cli_hint="pass --weights FILE (a restorekit or official checkpoint)")
+    name = model_info(model).name  # unknown names fail here with suggestions
+    from .weights_catalog import where_from
+
+    lib, cli = where_from(name), where_from(name, cli=True)
+    raise RestoreKitError(f"model {model!r} has no built-in weights",
+                          hint="give weights= (a restorekit or official checkpoint)" + (f"; {lib}" if lib else ""),
+                          cli_hint="pass --weights FILE (a restorekit or official checkpoint)" + (f"; {cli}" if cli else ""))

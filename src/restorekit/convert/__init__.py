@@ -1,7 +1,8 @@
 """Converters from official checkpoint formats to restorekit's own.
 
 Each foreign format lives in its own module and registers a function that recognises its layout and
-returns a :class:`Converted` (or ``None`` when the layout is not its own). ``.pth`` files are read with
+returns a :class:`Converted` (or ``None`` when the layout is not its own). ``.pth`` files (and ``.pkl``
+state dicts written by ``torch.save``, as the xUnit authors released theirs) are read with
 ``weights_only=True`` and MATLAB files as data: converting never executes code from the file.
 """
 
@@ -113,10 +114,10 @@ def convert_file(path: str | Path, *, fmt: str | None = None) -> Converted:
     suffix = path.suffix.lower()
     if suffix == ".mat":
         container, obj = "mat", _open_mat(path)
-    elif suffix in (".pth", ".pt", ".ckpt", ".bin"):
+    elif suffix in (".pth", ".pt", ".ckpt", ".bin", ".pkl"):
         container, obj = "pth", read_pth(path)
     else:
-        raise RestoreKitError(f"{path}: unknown checkpoint type {suffix!r} (expected .mat, .pth, .pt)")
+        raise RestoreKitError(f"{path}: unknown checkpoint type {suffix!r} (expected .mat, .pth, .pt, .pkl)")
     tried = []
     try:
         for name, (kind, fn) in CONVERTERS.items():

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import RestoreKitError
 from .datasets import Sample, dataset_samples
 
+
 @dataclass
 class EvalSettings:
     data: str
@@ -87,13 +88,30 @@ def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int =
     return add_named_gaussian_noise(clean, sigma, sample.name, seed=seed, clip=clip_noise), clean
 
 
+def measure(image: Any, clean: Any, **metric_options: Any) -> tuple[float, float]:
+    """(PSNR, SSIM) of one image (a 1×C×H×W batch) against ``clean``; ``metric_options`` as in
+    :func:`restorekit.metrics.psnr` (``protocol``, ``crop_border`` …)."""
+    from ..metrics import psnr, ssim
+
+    return (float(psnr(image, clean, reduction="none", **metric_options)[0]),
+            float(ssim(image, clean, reduction="none", **metric_options)[0]))
+
+
+def restore_and_measure(model: nn.Module, degraded: Any, clean: Any, options: Any = None,
+                        **metric_options: Any) -> tuple[float, float]:
+    """Restore one image through the inference path and measure it against ``clean`` (on its device):
+    the step every evaluation shares (``restorekit eval``, the benchmark, training's validation)."""
+    from ..inference import restore_tensor
+
+    return measure(restore_tensor(model, degraded, options).to(clean.device), clean, **metric_options)
+
+
 def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = None, *,
                     progress: bool = True) -> Iterator[dict[str, Any]]:
     """Restore each image of the set and yield its metrics as soon as it is measured."""
     from tqdm import tqdm
 
-    from ..inference import InferenceOptions, restore_tensor
-    from ..metrics import psnr, ssim
+    from ..inference import InferenceOptions
 
     options = options or InferenceOptions()
     folder, samples = dataset_samples(settings.data, paired=False if settings.sigma is not None else None)
@@ -103,7 +121,7 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
     if settings.repeats < 1:
         raise RestoreKitError("--repeats must be >= 1")
     channels = model.info.channels
-    kw = {"protocol": settings.protocol, "reduction": "none"}
+    kw: dict[str, Any] = {"protocol": settings.protocol}
     if settings.crop_border:
         kw["crop_border"] = settings.crop_border
     bar = tqdm(samples, desc=f"eval {folder.name}", unit="img", disable=not progress, leave=False)
@@ -113,11 +131,10 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
         for r in range(repeats):
             degraded, clean = load_pair(sample, channels, sigma=settings.sigma, seed=settings.seed + r,
                                         clip_noise=settings.clip_noise)
-            restored = restore_tensor(model, degraded, options)
-            totals["psnr"] += float(psnr(restored, clean, **kw)[0])
-            totals["ssim"] += float(ssim(restored, clean, **kw)[0])
-            totals["input_psnr"] += float(psnr(degraded.clamp(0, 1), clean, **kw)[0])
-            totals["input_ssim"] += float(ssim(degraded.clamp(0, 1), clean, **kw)[0])
+            restored = restore_and_measure(model, degraded, clean, options, **kw)
+            unrestored = measure(degraded.clamp(0, 1), clean, **kw)
+            for key, value in zip(("psnr", "ssim", "input_psnr", "input_ssim"), (*restored, *unrestored)):
+                totals[key] += value
         row = {"name": sample.name, **{k: v / repeats for k, v in totals.items()}}
         bar.set_postfix(psnr=f"{row['psnr']:.2f}")
         yield row

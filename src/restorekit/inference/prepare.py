@@ -27,14 +27,23 @@ if TYPE_CHECKING:
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Tiled-inference protocols: "chop" is IPT's reference forward_chop (inference/chop.py), "blend" the
+# generic overlapping tiles with a smooth ramp (inference/tiling.py).
+TILINGS = ("chop", "blend")
 
 
 @dataclass
 class InferenceOptions:
-    """How to run a model. ``tile=None`` runs whole images (IPT always tiles at its patch size)."""
+    """How to run a model. ``tile=None`` runs whole images (IPT always tiles at its patch size).
+
+    ``tiling`` picks how a fixed-size model (IPT) covers larger images: ``"chop"`` (the reference's
+    ``forward_chop``, with which IPT's published numbers were measured) or ``"blend"`` (tiles of
+    ``overlap`` blended with a ramp); None: the model's default (``ModelInfo.tiling``; IPT: chop).
+    """
 
     tile: int | None = None
     overlap: int | None = None
+    tiling: str | None = None
     tile_batch: int | None = None  # None: as many tiles per pass as fill _PASS_PIXELS (see default_tile_batch)
     ensemble: bool = False
     precision: str = "fp32"
@@ -187,8 +196,33 @@ def check_options(options: InferenceOptions, device: torch.device | None = None,
         raise RestoreKitError(f"tile must be a positive integer (pixels) or None, not {options.tile!r}")
     if options.overlap is not None and (not isinstance(options.overlap, int) or options.overlap < 0):
         raise RestoreKitError(f"overlap must be a non-negative integer (pixels) or None, not {options.overlap!r}")
+    if options.tiling is not None and options.tiling not in TILINGS:
+        raise RestoreKitError(f"unknown tiling {options.tiling!r}; valid: {', '.join(TILINGS)}")
     spec = model_spec(model, options.task) if model is not None else None
+    if spec is not None and resolve_tiling(spec, options) == "chop":
+        return  # the chop has its own fixed window arithmetic; tile and overlap do not apply
     check_tiling(spec.fixed if spec is not None and spec.fixed is not None else options.tile, options.overlap, spec)
+
+
+def resolve_tiling(spec: ModelSpec, options: InferenceOptions) -> str:
+    """The tiling in effect: ``options.tiling``, else the model's default; "chop" is checked to apply
+    (a fixed-size model of at least 4 pixels, no overlap given)."""
+    tiling = options.tiling or spec.info.tiling or "blend"
+    if tiling not in TILINGS:
+        raise RestoreKitError(f"unknown tiling {tiling!r}; valid: {', '.join(TILINGS)}")
+    if tiling == "chop":
+        name = spec.info.name
+        if spec.fixed is None:
+            raise RestoreKitError(f"tiling 'chop' (IPT's forward_chop) is for fixed-size models; model {name} takes "
+                                  "any size: use tiling 'blend' (--tile/--overlap)")
+        if spec.fixed < 4:
+            raise RestoreKitError(f"tiling 'chop' needs windows of at least 4 pixels; model {name} takes {spec.fixed}")
+        if options.overlap is not None:
+            default = "" if options.tiling else f" (the default of model {name})"
+            raise RestoreKitError(f"overlap {options.overlap} applies to tiling 'blend'; tiling 'chop'{default} slides "
+                                  f"its {spec.fixed}-px windows by {spec.fixed // 4} px: drop the overlap or choose "
+                                  "tiling 'blend' (--tiling blend)")
+    return tiling
 
 
 def check_tiling(tile: int | None, overlap: int | None, spec: ModelSpec | None = None) -> int | None:
@@ -234,9 +268,7 @@ class RestoreModule(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.input_range = float(info.input_range)
-        self.bgr = info.color_order.lower() == "bgr"
-        self.output_index = info.output_index or 0
+        self.info = info
         self.pass_task = bool(info.tasks)
         self.task = task
         self.autocast = autocast
@@ -244,26 +276,41 @@ class RestoreModule(nn.Module):
         self.borrowed = borrowed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bgr:
-            x = x.flip(1)
-        if self.input_range != 1.0:
-            x = x * self.input_range
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = to_model_input(x, self.info, channels_last=self.channels_last)
         with contextlib.ExitStack() as stack:
             if self.borrowed:
                 stack.enter_context(_eval_mode(self.model))
             if self.autocast is not None:
                 stack.enter_context(torch.autocast(x.device.type, dtype=self.autocast))
             y = self.model(x, task=self.task) if self.pass_task else self.model(x)
-        if isinstance(y, (list, tuple)):
-            y = y[self.output_index]
-        y = y.float()
-        if self.input_range != 1.0:
-            y = y / self.input_range
-        if self.bgr:
-            y = y.flip(1)
-        return y
+        return from_model_output(y, self.info)
+
+
+def to_model_input(x: torch.Tensor, info: ModelInfo, *, channels_last: bool = False) -> torch.Tensor:
+    """[0, 1] RGB → what the model takes: its colour order, white at its ``input_range``, and the memory
+    layout. Differentiable; training feeds its batches through it too."""
+    if info.color_order.lower() == "bgr":
+        x = x.flip(1)
+    if info.input_range != 1:
+        x = x * float(info.input_range)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def from_model_output(y: Any, info: ModelInfo, *, stages: bool = False) -> Any:
+    """The model's output → float32 [0, 1]-scale RGB, unclamped: the final image of a multi-output model
+    (``info.output_index``), or with ``stages`` all of its outputs, a list (training's losses see each)."""
+
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        t = t.float()
+        if info.input_range != 1:
+            t = t / float(info.input_range)
+        return t.flip(1) if info.color_order.lower() == "bgr" else t
+
+    if not isinstance(y, (list, tuple)):
+        return convert(y)
+    return [convert(t) for t in y] if stages else convert(y[info.output_index or 0])
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import RestoreKitError
+from .chop import chop, chop_ensemble
 from .prepare import (
     InferenceOptions,
     ModelSpec,
@@ -24,6 +25,7 @@ from .prepare import (
     model_spec,
     prepare_model,
     resolve_device,
+    resolve_tiling,
 )
 from .tiling import (
     TilePlan,
@@ -63,12 +65,16 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, options: InferenceOptions 
 
     Pads to the model's size multiple (or tiles, when ``options.tile`` is set or the model takes a fixed
     size), runs as ``options`` say, crops back and clamps to [0, 1] unless ``options.clamp`` is False.
+    Fixed-size models run with ``options.tiling`` (default theirs: IPT uses the reference's
+    ``forward_chop``, :mod:`.chop`, which its published numbers were measured with).
     """
     options = options or InferenceOptions()
     spec = model_spec(model, options.task)
     check_image(x, spec.info)
     device = resolve_device(options.device)
     check_options(options, device, model)
+    if resolve_tiling(spec, options) == "chop":
+        return _restore_chop(model, x, options, spec, device)
     h, w = x.shape[-2:]
     tile = check_tiling(spec.fixed if spec.fixed is not None else options.tile, options.overlap, spec)
     overlap = 0
@@ -83,6 +89,21 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, options: InferenceOptions 
     x = x.float()
     with torch.inference_mode():
         out = _run_tiles(run, x, plan, device, options.tile_batch or default_tile_batch(plan, device))
+        if options.clamp:
+            out.clamp_(0.0, 1.0)
+    return out
+
+
+def _restore_chop(
+    model: nn.Module, x: torch.Tensor, options: InferenceOptions, spec: ModelSpec, device: torch.device
+) -> torch.Tensor:
+    assert spec.fixed is not None
+    patch = spec.fixed
+    tile_batch = options.tile_batch or default_tile_batch(plan_tiles(patch, patch, tile=None, overlap=0), device)
+    run = prepare_model(model, options)
+    chopped = chop_ensemble if options.ensemble else chop
+    with torch.inference_mode():
+        out = chopped(run, x.float(), patch, spec.scale, device=device, tile_batch=tile_batch)
         if options.clamp:
             out.clamp_(0.0, 1.0)
     return out

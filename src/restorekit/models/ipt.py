@@ -4,7 +4,10 @@ One convolutional head and tail per task around a shared transformer body. The b
 feature map into ``patch_dim``×``patch_dim`` patches (256 tokens of 576 = 3·3·64 features for the
 default 48×48 input), runs 12 pre-LN encoder layers and 12 pre-LN decoder layers whose queries carry a
 learned per-task embedding, and folds the tokens back. The fold has a fixed size, so the model takes
-exactly ``patch_size``×``patch_size`` inputs; larger images are tiled by the inference path.
+exactly ``patch_size``×``patch_size`` inputs; larger images are tiled by the inference path, by default
+with the reference's ``forward_chop`` (:mod:`restorekit.inference.chop`: 48-px windows every 12 px, the
+central 24 px of each kept and averaged), which is how IPT's published numbers were measured;
+``tiling="blend"`` (``--tiling blend``) gives restorekit's generic blended tiles instead.
 
 Module and parameter names follow the reference's ``model.state_dict()`` (``sub_mean``, ``head.i``,
 ``body.encoder.layers.j.self_attn.in_proj_weight``, ``body.query_embed``, ``tail.i``, …), so its
@@ -395,10 +398,12 @@ def _meta(task: str, tasks: tuple[str, ...]) -> dict[str, Any]:
     scales = tuple(TASK_SCALES[t] for t in tasks)
     return dict(family="ipt", task=task, channels=3, input_range=255.0, size_multiple=48, color_order="rgb",
                 scale=scales[0] if len(scales) == 1 else 1, tasks=tasks, scales=scales, fixed_size=True,
-                protocol="ipt", paper=_PAPER)
+                protocol="ipt", tiling="chop", paper=_PAPER)
 
 
-_FIXED = "; takes exactly 48×48 inputs (tile larger images)"
+# Larger images run through the reference's forward_chop (restorekit.inference.chop), the protocol of
+# IPT's published numbers; tiling="blend" selects the generic blended tiles instead.
+_FIXED = "; takes exactly 48×48 inputs (larger images: the reference's forward_chop tiling)"
 
 
 @register_model("ipt-sr-x2", params=115_460_443, **_meta("sr", ("sr-x2",)),

@@ -7,9 +7,11 @@ Two families of layouts:
   ``[conv + xUnit] + 7 × [conv + BN + xUnit] + conv``, 64 features, predicting the noise like DnCNN.
   The unit that gives the paper's size is the full xUnit with batch norm and a 9×9 depthwise conv
   (BN 128 + conv 64·81+64 + BN 128 = 5,504 parameters): with biased 3×3 convs the colour model has
-  262,915 + 8 × 5,504 = 306,947 parameters, the gray one 304,641. The authors' first (2018) code,
-  ``denoising/models.py``, puts each block's BN before its conv instead (``norm_before_conv=True``;
-  same count).
+  262,915 + 8 × 5,504 = 306,947 parameters, the gray one 304,641 (the paper states 303K). That is
+  the paper's layout (``xdncnn``, ``xdncnn-gray``). The authors' released code and weights
+  (kligvasser/xUnit @ e12a65b, 2018-04-03, ``denoising/models.py`` and ``denoising/checkpoints/``) put
+  each block's BN before its conv instead (``norm_before_conv=True``; same count): ``xdncnn-2018``,
+  which loads the released σ25/σ50 files and reproduces the paper's BSD68 numbers.
 - ``XDnCNNRef`` / ``DnCNNRef``: ``g_xdncnn`` / ``g_dncnn`` of kligvasser/xUnit
   (``denoising/models/``), with the same attribute names so their state dicts load unchanged. These add
   the network's output to the input (``x + body(x)``) and work on images in [0, 1] (``ToTensor``, noise
@@ -173,9 +175,18 @@ def xdncnn(channels: int = 3, gate: Gate = "gaussian") -> XDnCNN:
 
 
 @register_model("xdncnn-gray", family="xdncnn", task="denoise", channels=1, params=304_641, paper=_PAPER,
-                description="xDnCNN for gray images (as the authors' first code)")
+                description="xDnCNN for gray images, the paper's layout (conv → BN → xUnit); the authors' released "
+                            "weights are xdncnn-2018's layout")
 def xdncnn_gray(channels: int = 1, gate: Gate = "gaussian") -> XDnCNN:
     return XDnCNN(channels, depth=9, gate=gate)
+
+
+@register_model("xdncnn-2018", family="xdncnn", task="denoise", channels=1, params=304_641, paper=_PAPER,
+                protocol="dncnn",
+                description="xDnCNN as the authors released it (kligvasser/xUnit @ e12a65b, 2018): gray, BN → conv → "
+                            "xUnit blocks; loads their xdncnn_res_f64k3k9_s25/s50.pkl; predicts the noise")
+def xdncnn_2018() -> XDnCNN:
+    return XDnCNN(1, depth=9, gate="gaussian", norm_before_conv=True)
 
 
 @register_model("xdncnn-ref", family="xdncnn", task="denoise", channels=3, params=333_001, paper=_REF,
