@@ -90,3 +90,96 @@ def test_report_imports_nothing_above_it() -> None:
                 todo.append(nxt)
     indirect = sorted(" → ".join(path) for m, path in chain.items() if _within(m, ABOVE_REPORT))
     assert indirect == [], "report/ reaches modules above it:\n" + "\n".join(indirect)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_a_module_that_imports_it() -> None:
+    graph = package_imports(PACKAGE)
+    assert len(graph) > 60 and "restorekit.inference.chop" in graph["restorekit.inference.restore"]
+    assert _cycles(graph) == []
+
+
+# Each layer and what it must never import (directly or through anything it imports): data flows one way,
+# images in -> degradations -> data -> models -> losses/metrics -> inference -> eval/train -> report -> cli.
+LAYERS = {
+    "restorekit.io": ("restorekit.models", "restorekit.inference", "restorekit.eval", "restorekit.train",
+                      "restorekit.report", "restorekit.cli"),
+    "restorekit.degradations": ("restorekit.models", "restorekit.inference", "restorekit.eval", "restorekit.train",
+                                "restorekit.report", "restorekit.cli"),
+    "restorekit.models": ("restorekit.inference", "restorekit.eval", "restorekit.train", "restorekit.report",
+                          "restorekit.cli", "restorekit.checkpoints", "restorekit.convert"),
+    "restorekit.inference": ("restorekit.eval", "restorekit.train", "restorekit.report", "restorekit.cli"),
+    "restorekit.eval": ("restorekit.train", "restorekit.report", "restorekit.cli"),
+    "restorekit.train": ("restorekit.report", "restorekit.cli"),
+}
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Every module ``start`` reaches, mapped to the module it was reached from (to print the chain)."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        v = todo.pop()
+        for w in graph.get(v, ()):
+            if w not in seen and w != start:
+                seen[w] = v
+                todo.append(w)
+    return seen
+
+
+def test_layers_import_only_downwards() -> None:
+    graph = package_imports(PACKAGE)
+    bad = []
+    for layer, forbidden in LAYERS.items():
+        for module in (m for m in graph if _within(m, (layer,))):
+            via = _reachable(graph, module)
+            for target in via:
+                if _within(target, forbidden):
+                    chain, v = [target], target
+                    while v in via and via[v] != module:
+                        v = via[v]
+                        chain.append(v)
+                    bad.append(" -> ".join([module, *reversed(chain)]))
+                    break
+    assert bad == [], "imports that run against the flow:\n" + "\n".join(bad)

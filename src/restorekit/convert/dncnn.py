@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import RestoreKitError
-from . import Converted, register_mat_converter, register_pth_converter
+from .base import Converted, register_mat_converter, register_pth_converter
 
 _GRAY_NAMES = {17: "dncnn-s-folded", 20: "dncnn-b-folded"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RestoreKitError
-from . import Converted, register_pth_converter
+from .base import Converted, register_pth_converter
 
 SOURCE_FORMAT = "DualResidualNetworks cleaner.state_dict()"
 _NBT = "num_batches_tracked"

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import RestoreKitError
 from ..models.ipt import DIV2K_RGB_MEAN
-from . import Converted, register_pth_converter
+from .base import Converted, register_pth_converter
 
 _HEAD = re.compile(r"head\.(\d+)\.0\.weight$")
 _LAYER = re.compile(r"body\.(encoder|decoder)\.layers\.(\d+)\.")

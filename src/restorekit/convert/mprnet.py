@@ -15,7 +15,7 @@ import torch
 
 from ..errors import RestoreKitError
 from ..models.mprnet import WIDTHS, MPRNet, prelu_alias_keys
-from . import Converted, register_pth_converter
+from .base import Converted, register_pth_converter
 
 _SIGNATURE = ("shallow_feat1.0.weight", "stage1_encoder.down12.down.1.weight", "concat23.weight",
               "sam12.conv2.weight", "stage3_orsnet.orb1.body.0.body.0.weight")

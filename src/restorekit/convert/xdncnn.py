@@ -19,7 +19,7 @@ import torch
 
 from ..errors import RestoreKitError
 from ..models import create_model
-from . import Converted, register_pth_converter
+from .base import Converted, register_pth_converter
 
 _XUNIT_DW = "image_to_features.xunit.features.0.weight"
 _BLOCK = re.compile(r"features\.(\d+)\.")

@@ -15,7 +15,6 @@ from .prepare import (
     RestoreModule,
     check_options,
     check_tiling,
-    default_tile_batch,
     has_foldable_batchnorm,
     model_metadata,
     model_spec,
@@ -26,6 +25,7 @@ from .prepare import (
 from .restore import match_channels, resolve_overlap, restore_pixels, restore_tensor
 from .tiling import (
     TilePlan,
+    default_tile_batch,
     dihedral,
     dihedral_inverse,
     pad_to_size,

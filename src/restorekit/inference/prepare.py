@@ -13,7 +13,7 @@ import itertools
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,9 +21,6 @@ from torch import nn
 from ..errors import RestoreKitError
 from ..models.fold import fold_batchnorm
 from ..models.registry import ModelInfo
-
-if TYPE_CHECKING:
-    from .tiling import TilePlan
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -44,7 +41,7 @@ class InferenceOptions:
     tile: int | None = None
     overlap: int | None = None
     tiling: str | None = None
-    tile_batch: int | None = None  # None: as many tiles per pass as fill _PASS_PIXELS (see default_tile_batch)
+    tile_batch: int | None = None  # None: as many tiles per pass as fill _PASS_PIXELS (see tiling.default_tile_batch)
     ensemble: bool = False
     precision: str = "fp32"
     channels_last: bool = False
@@ -163,20 +160,6 @@ def check_image(x: Any, info: ModelInfo) -> None:
                 "convert it to RGB first (e.g. read_image(path, channels=3))"
             )
         raise RestoreKitError(f"model {info.name} takes {want}-channel images, got {c} channels")
-
-
-# Pixels per forward pass when batching tiles. A CPU gains nothing from batching tiles that already fill
-# its cores, only memory (MPRNet-denoise: about 1.7 GB per 512² tile in fp32), so one 512² tile per pass; a
-# GPU is kept busy with four. Small tiles (IPT's 48²) are batched up to the same pixel count.
-_PASS_PIXELS = {"cuda": 4 * 512 * 512}
-_PASS_PIXELS_OTHER = 512 * 512
-_MAX_TILE_BATCH = 64
-
-
-def default_tile_batch(plan: "TilePlan", device: torch.device) -> int:
-    """Tiles per forward pass when the caller does not say: as many as fill the device's pixel budget."""
-    budget = _PASS_PIXELS.get(device.type, _PASS_PIXELS_OTHER)
-    return max(1, min(_MAX_TILE_BATCH, budget // (plan.tile_h * plan.tile_w)))
 
 
 def check_options(options: InferenceOptions, device: torch.device | None = None, model: nn.Module | None = None) -> None:

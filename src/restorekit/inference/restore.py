@@ -21,7 +21,6 @@ from .prepare import (
     check_image,
     check_options,
     check_tiling,
-    default_tile_batch,
     model_spec,
     prepare_model,
     resolve_device,
@@ -29,6 +28,7 @@ from .prepare import (
 )
 from .tiling import (
     TilePlan,
+    default_tile_batch,
     pad_to_size,
     plan_tiles,
     receptive_radius,

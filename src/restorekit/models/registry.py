@@ -54,13 +54,9 @@ class _Entry:
     info: ModelInfo
 
 
-def _load_families() -> None:
-    # Importing the families registers them; done on first use so that importing restorekit is cheap.
-    from . import _families  # noqa: F401
-
-
-MODELS: Registry[_Entry] = Registry("model", load=_load_families, casefold=True,
-                                    listing="`restorekit models` lists them")
+# Filled by the family modules as restorekit.models imports them (models/__init__.py): this module
+# imports none of them, so that they can import it.
+MODELS: Registry[_Entry] = Registry("model", casefold=True, listing="`restorekit models` lists them")
 
 
 def register_model(
