@@ -12,7 +12,7 @@ from restorekit.convert import convert_file
 from restorekit.convert.xdncnn import convert_xunit
 from restorekit.errors import RestoreKitError
 from restorekit.models import count_parameters, create_model, model_info
-from restorekit.models.blocks import XUNITS, Gaussian, XUnit, XUnitD, XUnitS, swap_activations
+from restorekit.models.xunit import XUNITS, Gaussian, XUnit, XUnitD, XUnitS, swap_activations
 from restorekit.models.xdncnn import XDnCNN
 
 torch.set_num_threads(1)

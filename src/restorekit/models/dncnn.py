@@ -122,6 +122,12 @@ def dncnn_color(channels: int = 3) -> DnCNN:
     return DnCNN(channels, depth=17, batch_norm=True, bias=True)
 
 
+@register_model("dncnn-9", family="dncnn", task="denoise", channels=1, params=260_096, paper=_PAPER,
+                description="9-layer DnCNN (conv without bias + BN), the baseline the xUnit paper compares xDnCNN with")
+def dncnn_9(channels: int = 1) -> DnCNN:
+    return DnCNN(channels, depth=9, batch_norm=True, bias=False)
+
+
 @register_model("dncnn", family="dncnn", task="denoise", channels=1, params=None, paper=_PAPER,
                 description="DnCNN of any depth, width and layer form: converted files whose layout no named variant has")
 def dncnn_any(channels: int = 1, depth: int = 17, features: int = 64, batch_norm: bool = True,

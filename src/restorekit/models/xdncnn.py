@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Gate, XUnit, XUnitS, swap_activations
+from .xunit import Gate, XUnit, XUnitS, swap_activations
 from .dncnn import DnCNN
 from .registry import register_model
 
@@ -201,16 +201,10 @@ def xdncnn_ref_gray(channels: int = 1, blocks: int = 10, features: int = 64, xun
     return XDnCNNRef(channels, blocks, features, xunit_kernel)
 
 
-@register_model("dncnn-ref", family="dncnn", task="denoise", channels=3, params=302_659, paper=_REF,
-                description="g_dncnn, the ReLU baseline of the xUnit reference code: conv → BN → ReLU blocks, 5×5 output conv")
+@register_model("dncnn-ref", family="xdncnn", task="denoise", channels=3, params=302_659, paper=_REF,
+                description="g_dncnn, the ReLU baseline of the xUnit reference code (its DnCNN, not the DnCNN paper's): conv → BN → ReLU blocks, 5×5 output conv")
 def dncnn_ref(channels: int = 3, blocks: int = 8, features: int = 64) -> DnCNNRef:
     return DnCNNRef(channels, blocks, features)
-
-
-@register_model("dncnn-9", family="dncnn", task="denoise", channels=1, params=260_096, paper=_PAPER,
-                description="9-layer DnCNN (conv without bias + BN), the baseline xDnCNN is compared with")
-def dncnn_9(channels: int = 1) -> DnCNN:
-    return DnCNN(channels, depth=9, batch_norm=True, bias=False)
 
 
 @register_model("dncnn-s-xunit", family="xdncnn", task="denoise", channels=1, params=644_096, paper=_PAPER,

@@ -1,6 +1,4 @@
-"""Building blocks shared by several families.
-
-xUnit (Kligvasser, Rott Shaham, Michaeli, "xUnit: Learning a Spatial Activation Function for Efficient
+"""xUnit (Kligvasser, Rott Shaham, Michaeli, "xUnit: Learning a Spatial Activation Function for Efficient
 Image Restoration", CVPR 2018): a learnable spatial activation ``r = x ⊙ g(d(x))`` where ``d`` is a
 per-channel (depthwise) convolution branch and ``g`` a gate. Three forms as in kligvasser/xUnit
 (``models/modules/activations.py``), with the same ``features`` Sequential so reference state dicts load
