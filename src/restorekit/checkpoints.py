@@ -76,17 +76,11 @@ def save_checkpoint(
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Return (state_dict with aliases restored, metadata) of a restorekit checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise RestoreKitError(f"{path}: no such checkpoint file")
+    meta = checkpoint_metadata(path)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise RestoreKitError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    meta = _parse_metadata(path, header)
     for alias, target in meta["aliases"].items():
         if target not in tensors:
             raise RestoreKitError(f"{path}: alias {alias} points to missing key {target}")

@@ -378,6 +378,14 @@ def _prepare(x: Any, y: Any, o: MetricProtocol) -> tuple[torch.Tensor, torch.Ten
     return results[0], results[1], d
 
 
+def _options(protocol: str | MetricProtocol | None, x: Any, y: Any, **given: Any) -> MetricProtocol:
+    """The options in effect: those given, then the protocol's; an integer pair without a data range
+    takes its dtype's (255 for uint8), as scikit-image does."""
+    if given.get("data_range", DEFAULT) is DEFAULT:
+        given["data_range"] = _dtype_range(x, y) or DEFAULT
+    return _resolve(protocol, given)
+
+
 def _reduce(per_image: torch.Tensor, reduction: str, x: Any = None) -> torch.Tensor | float:
     """The batch mean (or per image with reduction "none"); a Python float for one image (anything but an
     N×C×H×W tensor), as scikit-image returns."""
@@ -427,17 +435,15 @@ def psnr(
     numpy array, a PIL image or a tensor of fewer than 4 dimensions) gives a Python float, an N×C×H×W
     batch a tensor. Identical images give inf.
     """
-    if data_range is DEFAULT:
-        data_range = _dtype_range(x, y) or DEFAULT
-    o = _resolve(
+    o = _options(
         protocol,
-        dict(
-            data_range=data_range,
-            quantize=quantize,
-            color=color,
-            channel_order=channel_order,
-            crop_border=crop_border,
-        ),
+        x,
+        y,
+        data_range=data_range,
+        quantize=quantize,
+        color=color,
+        channel_order=channel_order,
+        crop_border=crop_border,
     )
     _choice("reduction", reduction, REDUCTIONS)
     tx, ty, peak = _prepare(x, y, o)
@@ -625,25 +631,23 @@ def ssim(
     skimage's ``gaussian_weights=True`` with an explicit ``win_size`` filters with the σ-sized
     Gaussian but crops and normalises with win_size; that mismatch is not reproduced here.
     """
-    if data_range is DEFAULT:
-        data_range = _dtype_range(x, y) or DEFAULT
-    o = _resolve(
+    o = _options(
         protocol,
-        dict(
-            data_range=data_range,
-            quantize=quantize,
-            color=color,
-            channel_order=channel_order,
-            crop_border=crop_border,
-            window=window,
-            win_size=win_size,
-            sigma=sigma,
-            border=border,
-            k1=k1,
-            k2=k2,
-            sample_covariance=sample_covariance,
-            channel_mode=channel_mode,
-        ),
+        x,
+        y,
+        data_range=data_range,
+        quantize=quantize,
+        color=color,
+        channel_order=channel_order,
+        crop_border=crop_border,
+        window=window,
+        win_size=win_size,
+        sigma=sigma,
+        border=border,
+        k1=k1,
+        k2=k2,
+        sample_covariance=sample_covariance,
+        channel_mode=channel_mode,
     )
     _choice("reduction", reduction, REDUCTIONS)
     tx, ty, peak = _prepare(x, y, o)
