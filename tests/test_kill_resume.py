@@ -1,7 +1,8 @@
 """A training run SIGKILLed at seeded random points, three times, and resumed each time: after every kill
 each checkpoint file in the run folder loads (``last.safetensors`` through read_checkpoint, ``state.pt``
 with ``torch.load(weights_only=True)``), and the resumed run completes with the same weights as a run
-never interrupted.
+never interrupted. And ``restorekit train`` stopped by Ctrl-C (SIGINT): it saves, exits 130, and
+``restorekit train --resume`` completes it with those same weights.
 
 Each run is its own OS process (OMP_NUM_THREADS=1), forked from a multiprocessing fork server that has
 imported torch once: a fresh interpreter pays ~10 s of imports on a busy machine, per kill."""
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from restorekit.checkpoints import load, read_checkpoint
@@ -83,6 +85,17 @@ def _run(config: dict | None, resume: str | None, log: str, slow: bool) -> None:
     from restorekit.train import train
 
     train(config, resume=resume)
+
+
+def _cli(argv: list[str], log: str) -> None:
+    """The child process: the ``restorekit`` command, its exit status the process's."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    torch.set_num_threads(1)
+    from restorekit.cli import main
+
+    sys.exit(main(argv))
 
 
 def _config(tmp: Path, run_dir: Path) -> dict:
@@ -169,7 +182,25 @@ def _start(ctx, config: dict | None, resume: Path | None, log: Path, slow: bool 
     return proc
 
 
-def test_sigkill_at_random_points_then_resume_completes_exactly(tmp_path: Path, fork_server) -> None:
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, fork_server) -> dict:
+    """The final state of the run never interrupted."""
+    tmp = tmp_path_factory.mktemp("reference")
+    log = tmp / "children.log"
+    proc = _start(fork_server, _config(tmp, tmp / "ref"), None, log, slow=False)
+    proc.join(timeout=240)
+    assert proc.exitcode == 0, log.read_text()
+    return torch.load(tmp / "ref" / "state.pt", weights_only=True)
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in a["ema"]["module"]:
+        assert torch.equal(a["ema"]["module"][key], b["ema"]["module"][key]), key
+
+
+def test_sigkill_at_random_points_then_resume_completes_exactly(tmp_path: Path, fork_server, reference) -> None:
     rng = random.Random(SEED)
     run = tmp_path / "run"
     log = tmp_path / "children.log"
@@ -198,15 +229,31 @@ def test_sigkill_at_random_points_then_resume_completes_exactly(tmp_path: Path, 
     assert len(set(saved_steps)) == KILLS and saved_steps == sorted(saved_steps), saved_steps
     steps = [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, STEPS + 1)), "each step logged once across the kills"
+    _assert_same_weights(reference, torch.load(run / "state.pt", weights_only=True))  # as never interrupted
 
-    # the same run, never interrupted, ends with the same weights
-    ref = tmp_path / "ref"
-    proc = _start(fork_server, _config(tmp_path, ref), None, log, slow=False)
+
+def test_ctrl_c_saves_exits_130_and_resume_completes_exactly(tmp_path: Path, fork_server, reference) -> None:
+    run = tmp_path / "run"
+    log = tmp_path / "children.log"
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, run)))
+    proc = fork_server.Process(target=_cli, args=(["train", str(config)], str(log)), daemon=True)
+    proc.start()
+    deadline = time.time() + 120
+    while not (run / "state.pt").exists() and proc.is_alive() and time.time() < deadline:
+        time.sleep(0.002)
+    assert proc.is_alive(), f"the run ended before Ctrl-C\n{log.read_text()}"
+    os.kill(proc.pid, signal.SIGINT)
+    proc.join(timeout=120)
+    assert proc.exitcode == 130, log.read_text()
+    stopped_at = _check_every_checkpoint_loads(run)
+    assert 1 <= stopped_at < STEPS and _logged_step(run) == stopped_at  # saved at the step it stopped
+    text = log.read_text()
+    assert f"stopped by signal at step {stopped_at}" in text and f"restorekit train --resume {run}" in text
+
+    proc = fork_server.Process(target=_cli, args=(["train", "--resume", str(run)], str(log)), daemon=True)
+    proc.start()
     proc.join(timeout=240)
     assert proc.exitcode == 0, log.read_text()
-    a = torch.load(ref / "state.pt", weights_only=True)
-    b = torch.load(run / "state.pt", weights_only=True)
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for key in a["ema"]["module"]:
-        assert torch.equal(a["ema"]["module"][key], b["ema"]["module"][key]), key
+    assert _check_every_checkpoint_loads(run) == STEPS
+    _assert_same_weights(reference, torch.load(run / "state.pt", weights_only=True))

@@ -68,14 +68,33 @@ def test_recipe_settings_follow_the_papers() -> None:
     assert mpr.schedule.name == "warmup-cosine" and mpr.schedule.warmup == 3 and mpr.schedule.eta_min == 1e-6
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent: recipe data paths cannot be checked")
-def test_recipe_data_paths_exist_in_shared(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
+def test_recipes_name_their_data_sets() -> None:
+    """Data roots are named sets (found as `restorekit eval --data NAME` finds them), not paths that
+    hold only from the checkout's root."""
     for name in list_recipes():
-        cfg = resolve_paths(build_config(load_recipe(name)))
+        cfg = build_config(load_recipe(name))
         for ds in (cfg.data.train, cfg.data.val):
             for root in ds.root if ds else []:
-                assert Path(root).is_dir(), f"{name}: {root}"
+                assert "/" not in root and "\\" not in root, f"{name}: {root} is a path, not a set's name"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is absent: recipe data paths cannot be checked")
+def test_recipe_data_sets_are_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from restorekit.data import find_images, find_pairs
+
+    monkeypatch.delenv("RESTOREKIT_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # not the checkout: the named sets are found beside it all the same
+    shared_data = (SHARED / "data").resolve()
+    for name in list_recipes():
+        cfg = resolve_paths(build_config(load_recipe(name)))
+        for split in ("train", "val"):
+            ds = getattr(cfg.data, split)
+            if ds is None:
+                continue
+            for root in ds.root:
+                assert Path(root).is_dir() and shared_data in Path(root).parents, f"{name}: {root}"
+            found = find_pairs(ds, split) if ds.kind == "paired" else find_images(ds, split)
+            assert found, f"{name}: data.{split} finds no {'pairs' if ds.kind == 'paired' else 'images'}"
 
 
 @pytest.mark.parametrize("name", list_recipes())

@@ -23,8 +23,8 @@ from restorekit.errors import RestoreKitError
 from restorekit.metrics import psnr
 from restorekit.models.dncnn import DnCNN
 from restorekit.models.registry import register_model
-from restorekit.train import TrainConfig, build_config, train
-from restorekit.train.config import ScheduleConfig, parse_override
+from restorekit.train import Interrupted, TrainConfig, build_config, train
+from restorekit.train.config import ScheduleConfig, parse_override, resolve_paths
 from restorekit.train.ema import EMA
 from restorekit.train.schedule import Schedule
 
@@ -76,6 +76,10 @@ def tiny_config(tmp: Path, **train: object) -> dict:
     }
 
 
+def _logged_steps(run: Path) -> list[int]:
+    return [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+
+
 # --------------------------------------------------------------------------- a real run
 
 
@@ -105,6 +109,28 @@ def test_short_run_beats_the_noisy_input_and_best_checkpoint_restores(tmp_path: 
     assert float(psnr(restored, val[0].target)) > float(psnr(val[0].input.clamp(0, 1), val[0].target)) + 1.0
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["train"]["steps"] == 30 and Path(saved["data"]["train"]["root"][0]).is_absolute()
+
+
+def test_validation_saves_samples_that_the_run_report_shows(tmp_path: Path) -> None:
+    from restorekit.inference import restore_tensor
+    from restorekit.io import read_image
+    from restorekit.report import report_run
+
+    run = train(tiny_config(tmp_path, steps=6, val_every=3) | {"run_dir": str(tmp_path / "run")})
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    sheet = read_image(run / "samples" / "step_000006.png").pixels  # 2 validation images of 48², 4-px gaps
+    assert sheet.shape[:2] == (2 * 48 + 4, 3 * 48 + 8)
+    from restorekit.data import build_val_set
+
+    val = build_val_set(build_config(tiny_config(tmp_path)).data.val, 1)
+    restored = restore_tensor(load(run / "last.safetensors"), val[1].input)[0, 0].numpy()
+    row = sheet[52:100, :, 0]
+    columns = row[:, :48], row[:, 52:100], row[:, 104:152]
+    for got, want in zip(columns, (val[1].input[0, 0].clamp(0, 1).numpy(), restored, val[1].target[0, 0].numpy())):
+        assert np.abs(got - want).max() <= 1 / 255 + 1e-6  # input | output | target, as 8-bit PNG
+    assert np.abs(columns[1] - columns[0]).mean() > 0.01, "the output column is the restored image, not the input"
+    page = report_run(run).read_text()
+    assert "Samples at step 6" in page and "input | output | target" in page
 
 
 # --------------------------------------------------------------------------- exact resume
@@ -196,16 +222,23 @@ class _SignalAt(torch.nn.Module):
 
 def test_sigterm_saves_a_resumable_state_and_resume_is_exact(tmp_path: Path) -> None:
     _register("signal-test", lambda channels=1, at=0: _SignalAt(at, signal.SIGTERM))
-    cfg = tiny_config(tmp_path, steps=16, ema=0.5, val_every=8)
+    cfg = tiny_config(tmp_path, steps=16, ema=0.5, val_every=8, log_every=50)
     cfg["model"] = {"name": "signal-test", "args": {"at": 0}}
     ref = train(cfg | {"run_dir": str(tmp_path / "ref")})
     _SignalAt.calls = 0
     cfg["model"]["args"]["at"] = 5
-    run = train(cfg | {"run_dir": str(tmp_path / "stopped")})
+    with pytest.raises(Interrupted) as stopped:
+        train(cfg | {"run_dir": str(tmp_path / "stopped")})
+    run = tmp_path / "stopped"
+    assert (stopped.value.run_dir, stopped.value.step, stopped.value.signum) == (run, 5, signal.SIGTERM)
+    assert isinstance(stopped.value, KeyboardInterrupt)
     state = torch.load(run / "state.pt", weights_only=True)
     assert state["step"] == 5 and "stopped by signal" in (run / "train.log").read_text()
+    # log_every is past the run's end: the first step and the stop still have their rows
+    assert _logged_steps(run) == [1, 5]
     train(resume=run)  # `at` was passed already: no second signal
     _assert_same_state(torch.load(ref / "state.pt", weights_only=True), torch.load(run / "state.pt", weights_only=True))
+    assert _logged_steps(run) == [1, 5, 8, 16]
 
 
 def test_state_file_loads_with_weights_only(tmp_path: Path) -> None:
@@ -351,8 +384,10 @@ def test_bf16_channels_last_step_runs(tmp_path: Path) -> None:
 def test_missing_data_root_is_a_clear_error(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
     cfg["data"]["train"]["root"] = str(tmp_path / "nowhere")
-    with pytest.raises(RestoreKitError, match=r"data.train.root: .*nowhere does not exist.*--set data.train.root="):
+    with pytest.raises(RestoreKitError, match=r"data.train.root: .*nowhere does not exist") as err:
         train(cfg | {"run_dir": str(tmp_path / "r")})
+    assert "--set data.train.root=PATH" in err.value.for_cli()
+    assert not (tmp_path / "r").exists()
 
 
 def test_ema_warms_up_instead_of_keeping_the_initial_weights():
@@ -369,3 +404,177 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
         ema.update(model)
     # a plain 0.999 average would still be at 1 - 0.999**250 = 0.22
     assert ema.module.weight.item() > 0.95
+
+
+class _BGR255(torch.nn.Module):
+    """Takes BGR in [0, 255] and gives two outputs per task, the last one final (as DuRN-S-P's colour
+    order, IPT's range and MPRNet's stages): every conversion of the inference path is exercised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = torch.nn.ModuleDict({k: torch.nn.Conv2d(3, 3, 3, padding=1) for k in ("a", "b")})
+
+    def forward(self, x: torch.Tensor, task: str | None = None) -> list[torch.Tensor]:
+        h = self.convs[task or "a"](x)
+        return [x + h, x - 0.5 * h]
+
+
+def test_training_and_inference_share_the_model_conversions(tmp_path: Path) -> None:
+    from restorekit.inference import prepare
+    from restorekit.inference.prepare import RestoreModule
+    from restorekit.train import loop
+    from restorekit.train.distributed import DistInfo
+
+    try:
+        register_model("bgr255-test", family="toy", task="denoise", channels=3, input_range=255.0, color_order="bgr",
+                       output_index=1, tasks=("a", "b"))(lambda: _BGR255())
+    except ValueError:
+        pass
+    assert loop.to_model_input is prepare.to_model_input and loop.from_model_output is prepare.from_model_output
+    cfg = build_config(tiny_config(tmp_path) | {"model": {"name": "bgr255-test"}})
+    trainer = loop.Trainer(cfg, tmp_path / "run", DistInfo())
+    model = trainer.model.eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stages, features = trainer.forward(x, "b")
+        inferred = RestoreModule(model, model.info, task="b")(x)
+        by_hand = [y.div(255.0).flip(1) for y in model(x.flip(1) * 255.0, task="b")]
+        unconverted = model(x, task="b")[1]
+    assert features is None and len(stages) == 2
+    assert torch.equal(stages[1], inferred), "the trainer's forward and the inference path convert differently"
+    assert all(torch.equal(s, h) for s, h in zip(stages, by_hand))
+    assert not torch.allclose(unconverted, inferred, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- data roots and a failed start
+
+
+def test_data_roots_are_found_as_named_sets_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    library = tmp_path / "library"
+    named = make_images(library / "denoise" / "TinySet", 4)
+    elsewhere = tmp_path / "elsewhere"
+    make_images(elsewhere / "local", 4)
+    monkeypatch.setenv("RESTOREKIT_DATA", str(library))
+    monkeypatch.chdir(elsewhere)
+
+    def roots(*given: str) -> list[str]:
+        cfg = build_config(tiny_config(tmp_path), [f"data.train.root={list(given)}", "data.val=null"])
+        return resolve_paths(cfg).data.train.root
+
+    named, elsewhere = named.resolve(), elsewhere.resolve()
+    assert roots("TinySet", "denoise/TinySet", "../shared/data/denoise/TinySet") == [str(named)] * 3
+    assert roots("local", str(named)) == [str(elsewhere / "local"), str(named)]  # relative to cwd; absolute as given
+    with pytest.raises(RestoreKitError) as err:
+        roots("NoSuchSet")
+    assert f"data.train.root: NoSuchSet does not exist in {elsewhere}" in str(err.value)
+    assert str(library) in str(err.value) and "RESTOREKIT_DATA" in err.value.for_cli()
+
+    run = train(tiny_config(tmp_path, steps=1, val_every=1) | {"name": "named"}, overrides=["data.train.root=TinySet"])
+    assert run == elsewhere / "runs" / "named"
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["train"]["root"] == [str(named)]
+
+
+class _FailsInTraining(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny_dncnn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("broken forward")
+        return self.net(x)
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _register("fails-in-training", lambda channels=1: _FailsInTraining())
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_config(tmp_path) | {"name": "failing"}
+    other = tmp_path / "other.safetensors"
+    from restorekit.checkpoints import save_checkpoint
+
+    save_checkpoint(other, DnCNN(1, depth=3, features=8, batch_norm=False, bias=True), arch="dncnn-s")
+    starts = {
+        "a misspelt key": (RestoreKitError, ["train.batch_sise=2"]),
+        "missing data": (RestoreKitError, [f"data.train.root={tmp_path / 'nowhere'}"]),
+        "an init_from that does not exist": (RestoreKitError, ["model.init_from=missing.safetensors"]),
+        "an init_from of another model": (RestoreKitError, [f"model.init_from={other}"]),
+        "an unknown model": (RestoreKitError, ["model.name=no-such-model"]),
+        "a first step that fails": (RuntimeError, ["model.name=fails-in-training"]),
+    }
+    for what, (error, overrides) in starts.items():
+        with pytest.raises(error):
+            train(cfg, overrides=overrides)
+        assert not (tmp_path / "runs").exists(), what  # nor the runs/ folder that it made
+
+    given = tmp_path / "mine"  # a folder of the user's: kept, with what it held
+    given.mkdir()
+    (given / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="broken forward"):
+        train(cfg | {"run_dir": str(given)}, overrides=["model.name=fails-in-training"])
+    assert [p.name for p in given.iterdir()] == ["notes.txt"]
+    assert train(cfg | {"run_dir": str(given)}, overrides=["train.steps=1"]) == given  # and it can take a run
+
+
+# --------------------------------------------------------------------------- time per step and projection
+
+
+def test_step_timer_skips_the_warm_up_step_and_reports_once() -> None:
+    from restorekit.train.timing import StepTimer
+
+    ticks = iter([0.0, 30.0, 30.0, 32.0, 32.0, 35.0, 35.0, 36.0, 36.0, 100.0])
+    timer = StepTimer(warmup=1, measure=3, clock=lambda: next(ticks))
+    reports = []
+    for _ in range(5):
+        timer.start()
+        reports.append(timer.stop())
+    assert reports == [None, None, None, 2.0, None]  # (2 + 3 + 1) / 3; the 30-s first step is left out
+
+
+def test_projection_lines_and_the_long_run_warning() -> None:
+    import datetime as dt
+
+    from restorekit.train.timing import project
+
+    at = dt.datetime(2025, 5, 6, 9, 0)
+    short = project(0.2, started_at=0, step=6, total_steps=10_000, steps_per_epoch=15, max_minutes=None,
+                    wall_time=1.0, epochs=False, cpu_variant=None, at=at)
+    assert short.line == "0.2 s/step here: the 10,000-step run will take about 0.6 h (finishing around 09:33)"
+    assert short.warning is None
+    # DnCNN-S-25 as on this project's CPU: 50 epochs of 1,862 steps at ~19 s a step
+    long = project(19.0, started_at=0, step=6, total_steps=93_100, steps_per_epoch=1862, max_minutes=None,
+                   wall_time=100.0, epochs=True, cpu_variant="dncnn-s-25-cpu", at=at)
+    assert long.line.startswith("19 s/step here: the 93,100-step run will take about 491 h (finishing around ")
+    assert long.warning.startswith("this run will take 20.5 days on this device; for a shorter one use ")
+    assert "restorekit train --recipe dncnn-s-25-cpu" in long.warning
+    assert "--set train.epochs=null --set train.steps=370 (about 2 h here)" in long.warning  # 7200 / 19 = 378
+    resumed = project(19.0, started_at=50_000, step=50_006, total_steps=93_100, steps_per_epoch=1862,
+                      max_minutes=None, wall_time=1e6, epochs=False, cpu_variant="dncnn-s-25-cpu", at=at)
+    assert "the 43,100 steps left of the 93,100-step run will take about 227 h" in resumed.line
+    assert resumed.warning.startswith("the rest of this run will take 9.5 days")
+    assert "--set train.steps=50370 --allow-config-change" in resumed.warning and "cpu" not in resumed.warning
+    capped = project(19.0, started_at=0, step=6, total_steps=93_100, steps_per_epoch=1862, max_minutes=60,
+                     wall_time=100.0, epochs=True, cpu_variant=None, at=at)
+    assert "train.max_minutes=60 ends the 93,100-step run at about step 191" in capped.line and capped.warning is None
+
+
+def test_the_run_prints_its_projection_once_and_warns_when_it_takes_days(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import restorekit.recipes
+    from restorekit.train import timing
+
+    clock = iter(range(0, 10**9, 3000))  # each step "takes" 3,000 s: 40 steps are 33 h
+    monkeypatch.setattr(timing, "now", lambda: float(next(clock)))
+    monkeypatch.setattr(restorekit.recipes, "list_recipes", lambda: ["tiny", "tiny-cpu"])
+    run = train(tiny_config(tmp_path, steps=40, val_every=40) | {"run_dir": str(tmp_path / "r")})
+    log = (run / "train.log").read_text()
+    assert log.count("s/step here") == 1
+    assert "3,000 s/step here: the 40-step run will take about 33 h (finishing around " in log
+    warning = ("warning: this run will take 28 h on this device; for a shorter one use `restorekit train "
+               "--recipe tiny-cpu` (its CPU-sized variant) or --set train.steps=2 (about 2 h here)")
+    assert warning in log and warning in capsys.readouterr().err
+
+    fast = iter(range(0, 10**9, 1))  # a faster device: the line, no warning
+    monkeypatch.setattr(timing, "now", lambda: float(next(fast)))
+    run = train(tiny_config(tmp_path, steps=8, val_every=8) | {"run_dir": str(tmp_path / "fast")})
+    log = (run / "train.log").read_text()
+    assert "1 s/step here: the 8-step run will take about 8 s" in log and "warning" not in log

@@ -457,12 +457,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .train import Interrupted, train
 
     if not (args.config or args.recipe or args.resume):
         raise RestoreKitError("give a CONFIG.yaml, --recipe NAME or --resume RUN_DIR")
-    run_dir = train(args.config, recipe=args.recipe, overrides=args.overrides, resume=args.resume,
-                    allow_config_change=args.allow_config_change)
+    try:
+        run_dir = train(args.config, recipe=args.recipe, overrides=args.overrides, resume=args.resume,
+                        allow_config_change=args.allow_config_change)
+    except Interrupted as exc:  # saved: the shell's 128 + signal number says how it ended (130 for Ctrl-C)
+        print(f"run folder: {exc.run_dir} (stopped at step {exc.step}; resume with: "
+              f"restorekit train --resume {shlex.quote(str(exc.run_dir))})", file=sys.stderr)
+        return 128 + exc.signum
     print(f"run folder: {run_dir}")
     return 0
 

@@ -135,8 +135,9 @@ def _checkpoints(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def report_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``RUN_DIR/report.html`` (or ``out``) with its PNGs beside it: curves, the sample grid where
-    ``samples/step_*.png`` exist, the checkpoints and the config. Returns the HTML path."""
+    """Write ``RUN_DIR/report.html`` (or ``out``) with its PNGs beside it: curves, the latest samples
+    (``samples/step_*.png``, input | output | target, written at each validation) and the grid of them
+    over training, the checkpoints and the config. Returns the HTML path."""
     from ..io.files import atomic_write_text
 
     run_dir = Path(run_dir)
@@ -161,8 +162,13 @@ def report_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
                                            css_class="plot")]
     else:
         parts.append('<p class="meta">metrics.csv has no rows yet.</p>')
-    samples = sorted((run_dir / "samples").glob("step_*.png")) if (run_dir / "samples").is_dir() else []
+    samples = sorted((run_dir / "samples").glob("step_*.png"), key=_step_of) if (run_dir / "samples").is_dir() else []
     if samples:
+        latest = samples[-1]
+        parts += [f"<h2>Samples at step {_step_of(latest)}</h2>",
+                  figure(latest, "validation images at the latest validation; columns: input | output | target",
+                         alt=f"samples at step {_step_of(latest)}")]
+    if len(samples) > 1:
         grid = sample_grid(samples, out.with_name("report-samples.png"))
         parts += ["<h2>Samples over training</h2>", figure(grid, f"{len(samples)} sample images saved; "
                                                                  f"up to {MAX_SAMPLES} shown, evenly spaced")]

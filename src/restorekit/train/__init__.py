@@ -4,6 +4,6 @@
 """
 
 from .config import TrainConfig, build_config, config_diff, parse_override
-from .loop import Trainer, train
+from .loop import Interrupted, Trainer, train
 
-__all__ = ["TrainConfig", "Trainer", "build_config", "config_diff", "parse_override", "train"]
+__all__ = ["Interrupted", "TrainConfig", "Trainer", "build_config", "config_diff", "parse_override", "train"]

@@ -371,24 +371,56 @@ def config_diff(old: TrainConfig, new: TrainConfig, ignore: tuple[str, ...] = ("
 
 
 def resolve_paths(cfg: TrainConfig, cwd: Path | None = None) -> TrainConfig:
-    """Relative data roots and ``init_from`` made absolute against ``cwd``, so that the saved config
-    (and a resume from another folder) points at the same files."""
+    """Data roots and ``init_from`` made absolute, so that the saved config (and a resume from another
+    folder) points at the same files. A data root is an absolute path, a path relative to ``cwd``, or a
+    named set found as ``restorekit eval`` finds one (:func:`data_root`); one that is none of these is
+    a RestoreKitError naming where it was looked for."""
     cwd = cwd or Path.cwd()
-
-    def absolute(p: str) -> str:
-        q = Path(p).expanduser()
-        return str(q if q.is_absolute() else (cwd / q).resolve())
-
-    for ds in (cfg.data.train, cfg.data.val):
+    for split in ("train", "val"):
+        ds = getattr(cfg.data, split)
         if ds is not None:
-            ds.root = [absolute(r) for r in ds.root]
+            ds.root = [data_root(r, f"data.{split}.root", cwd) for r in ds.root]
     if cfg.model.init_from:
-        cfg.model.init_from = absolute(cfg.model.init_from)
+        q = Path(cfg.model.init_from).expanduser()
+        cfg.model.init_from = str(q if q.is_absolute() else (cwd / q).resolve())
     return cfg
+
+
+def data_root(root: str, where: str, cwd: Path) -> str:
+    """``root`` as an absolute path: as given when absolute; against ``cwd`` when it exists there; else a
+    named set (``BSD400``, ``derain/rain-sample``) under the data roots of
+    :func:`restorekit.eval.datasets.data_roots` ($RESTOREKIT_DATA, ../shared/data)."""
+    from ..eval.datasets import data_roots, find_dataset
+
+    path = Path(root).expanduser()
+    if path.is_absolute():
+        if path.exists():
+            return str(path)  # not resolved: a resumed run's saved roots must compare equal
+        raise RestoreKitError(f"{where}: {root} does not exist", hint=f"give overrides=['{where}=PATH']",
+                              cli_hint=f"point it at your data with --set {where}=PATH")
+    if (cwd / path).exists():
+        return str((cwd / path).resolve())
+    names = [path]
+    parts = path.parts
+    for i in range(len(parts) - 2):  # ../shared/data/denoise/BSD400, as configs written for the checkout say
+        if parts[i:i + 2] == ("shared", "data"):
+            names.append(Path(*parts[i + 2:]))
+    for name in names:
+        try:
+            return str(find_dataset(name).resolve())
+        except RestoreKitError:
+            continue
+    looked = ", ".join(str(r) for r in data_roots()) or "none found: RESTOREKIT_DATA is unset and there is no ../shared/data"
+    raise RestoreKitError(
+        f"{where}: {root} does not exist in {cwd}, nor is it a named set under the data roots ({looked})",
+        hint=f"give overrides=['{where}=PATH'], or set RESTOREKIT_DATA to the folder that holds the named sets",
+        cli_hint=f"point it at your data with --set {where}=PATH, or set RESTOREKIT_DATA to the folder that holds "
+                 "the named sets",
+    )
 
 
 __all__ = [
     "DataConfig", "DatasetConfig", "DegradationConfig", "LoopConfig", "MixupConfig", "ModelConfig", "OptimConfig",
     "PatchConfig", "ScheduleConfig", "TaskConfig", "TrainConfig", "apply_overrides", "build_config", "config_diff",
-    "from_dict", "load_config_data", "parse_override", "resolve_paths", "validate",
+    "data_root", "from_dict", "load_config_data", "parse_override", "resolve_paths", "validate",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -63,8 +64,18 @@ class RunLogger:
         if not self.enabled:
             return
         tqdm.write(text)
+        self._append(text)
+
+    def warning(self, text: str) -> None:
+        """A ``warning:`` line on stderr (above the progress bar) and in ``train.log``."""
+        if not self.enabled:
+            return
+        tqdm.write(f"warning: {text}", file=sys.stderr)
+        self._append(f"warning: {text}")
+
+    def _append(self, line: str) -> None:
         with open(self.run_dir / "train.log", "a", encoding="utf-8") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def log(self, step: int, epoch: int, **values: float | None) -> None:
         """One CSV row (missing columns empty) and the matching TensorBoard scalars."""
