@@ -9,7 +9,6 @@ validation, with values parsed as YAML.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import yaml
 
 from ..data import DatasetConfig, DegradationConfig, PatchConfig
 from ..errors import RestoreKitError
+from ..registry import did_you_mean
 
 
 @dataclass
@@ -160,8 +160,7 @@ class TrainConfig:
 
 
 def _nearest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(key, valid, n=1, cutoff=0.0)
 
 
 def _type_name(tp: Any) -> str:
@@ -247,8 +246,8 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.0)
-            hint = f"; did you mean {(where + '.' if where else '') + near[0]!r}?" if near else ""
+            prefix = where + "." if where else ""
+            hint = did_you_mean(prefix + str(key), [prefix + n for n in names], n=1, cutoff=0.0)
             raise RestoreKitError(f"unknown config key {path!r}{hint}")
         kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)
