@@ -41,9 +41,9 @@ import torch
 
 from restorekit.errors import RestoreKitError
 
-# Run folders are never committed (``runs/`` is git-ignored); reports go to docs/experiments/NAME.
+# Run folders are never committed (``runs/`` is git-ignored); reports go to reports/experiments/NAME.
 DEFAULT_RUNS = Path("runs") / "experiments"
-DEFAULT_DOCS = ROOT / "docs" / "experiments"
+DEFAULT_DOCS = ROOT / "reports" / "experiments"
 # Train steps are counted by the engine; these settings keep its side outputs out of the timing:
 # no progress bar or TensorBoard, no curves.png redraw and no validation (evaluation happens after).
 QUIET = ["train.progress=false", "train.tensorboard=false", "train.plot=false", "data.val=null",
@@ -61,7 +61,7 @@ def base_parser(name: str, description: str, epilog: str = "") -> argparse.Argum
                    help="a tiny end-to-end check (a few steps, 2 images, small crops); reports go to "
                         f"{DEFAULT_RUNS}-quick/{name}/report unless --out is given")
     p.add_argument("--out", type=Path, default=None,
-                   help=f"report folder (default docs/experiments/{name}; with --quick {DEFAULT_RUNS}-quick/{name}/report)")
+                   help=f"report folder (default reports/experiments/{name}; with --quick {DEFAULT_RUNS}-quick/{name}/report)")
     p.add_argument("--runs", type=Path, default=None,
                    help=f"folder of the training runs (default {DEFAULT_RUNS}/{name}, or {DEFAULT_RUNS}-quick/{name}). "
                         "Running the same command again resumes unfinished runs and reuses finished ones")

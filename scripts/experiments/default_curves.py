@@ -7,7 +7,7 @@ default), degraded exactly as the trainer degrades it, so the run's curve and th
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python scripts/experiments/default_curves.py \
         --run training-state/default-gray --target ../shared/weights/dncnn-matconvnet/GD_Gray_Blind.mat \
-        --previous src/restorekit/weights/default-gray.safetensors --out docs/experiments/default_gray
+        --previous src/restorekit/weights/default-gray.safetensors --out reports/experiments/default_gray
 """
 
 from __future__ import annotations
