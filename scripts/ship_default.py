@@ -32,6 +32,21 @@ def portable(value: Any) -> Any:
     return value
 
 
+def training_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Steps, patches and hours of the run that wrote ``meta`` and of every run it continued from
+    (``model.init_from`` checkpoints with restorekit metadata), oldest first."""
+    config = meta.get("config") or {}
+    batch = int(config.get("train", {}).get("batch_size", 0)) * int(meta.get("world_size", 1))
+    stage = {"steps": int(meta.get("step", 0)), "patches": int(meta.get("step", 0)) * batch,
+             "hours": round(float(meta.get("wall_time", 0.0)) / 3600, 3), "lr": config.get("optim", {}).get("lr")}
+    parent = (config.get("model") or {}).get("init_from")
+    if parent and Path(parent).is_file():
+        return [*training_stages(read_checkpoint(parent)[1]), stage]
+    if parent:
+        raise SystemExit(f"{parent}: the checkpoint this run started from is missing; its training cannot be counted")
+    return [stage]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="the run's EMA weights (last.safetensors)")
@@ -39,22 +54,22 @@ def main() -> None:
     args = parser.parse_args()
 
     state, meta = read_checkpoint(args.checkpoint)
-    config = meta.get("config") or {}
-    train = config.get("train", {})
-    batch = int(train.get("batch_size", 0)) * int(meta.get("world_size", 1))
-    wall = float(meta.get("wall_time", 0.0))
+    stages = training_stages(meta)
     cores = int(meta.get("hardware", {}).get("cpu_count", 1))
     extra = {k: v for k, v in meta.items() if k not in ("format_version", "arch", "args", "aliases")}
+    wall = sum(st["hours"] for st in stages) * 3600
     extra.update(
-        patches_seen=int(meta.get("step", 0)) * batch,
-        patch_size=config.get("data", {}).get("train", {}).get("patch", {}).get("size"),
+        total_steps=sum(st["steps"] for st in stages),
+        patches_seen=sum(st["patches"] for st in stages),
+        patch_size=(meta.get("config") or {}).get("data", {}).get("train", {}).get("patch", {}).get("size"),
         training_hours=round(wall / 3600, 3),
         cpu_core_hours=round(wall * cores / 3600, 3),
+        stages=stages,
     )
     extra = portable(extra)
     out = save_checkpoint(WEIGHTS_DIR / BUILTIN[args.name], state, arch=meta["arch"], args=meta["args"], metadata=extra)
-    print(f"{out.name}: {meta['arch']}, step {meta.get('step')}, {extra['patches_seen']:,} patches, "
-          f"{extra['training_hours']} h on {cores} cores")
+    print(f"{out.name}: {meta['arch']}, {extra['total_steps']:,} steps in {len(stages)} stage(s), "
+          f"{extra['patches_seen']:,} patches, {extra['training_hours']} h on {cores} cores")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ def test_builtin_metadata_is_portable_and_complete(name: str) -> None:
     assert "run_dir" not in json.dumps(meta)
     for key in ("step", "patches_seen", "patch_size", "training_hours", "cpu_core_hours", "hardware", "config"):
         assert meta.get(key) not in (None, "", {}), key
-    assert meta["patches_seen"] == meta["step"] * meta["config"]["train"]["batch_size"] * meta.get("world_size", 1)
+    last_stage = meta["step"] * meta["config"]["train"]["batch_size"] * meta.get("world_size", 1)
+    stages = meta.get("stages", [{"steps": meta["step"], "patches": last_stage, "hours": meta["training_hours"]}])
+    assert stages[-1]["patches"] == last_stage, "the last stage is the run that wrote the weights"
+    assert meta["patches_seen"] == sum(st["patches"] for st in stages), "every stage the run continued from counts"
+    assert meta["training_hours"] == pytest.approx(sum(st["hours"] for st in stages), abs=2e-3)
     assert all(root.startswith("shared/data/") for root in meta["config"]["data"]["train"]["root"])
     model = load(builtin_path(name))
     assert model.info.name == meta["arch"]
