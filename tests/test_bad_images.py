@@ -117,7 +117,7 @@ def make_bad(folder: Path) -> dict[str, str]:
     jpg = _bytes_of(rgb, "JPEG")
     (folder / "empty.png").write_bytes(b"")
     (folder / "truncated.png").write_bytes(png[: len(png) // 2])
-    (folder / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
+    (folder / "truncated-jpeg.jpg").write_bytes(jpg[: len(jpg) // 2])
     deep = folder / "deep.tmp"
     write_image(deep.with_suffix(".png"), RNG.random((20, 20, 3)).astype(np.float32), bit_depth=16)
     data16 = deep.with_suffix(".png").read_bytes()
@@ -141,7 +141,7 @@ def make_bad(folder: Path) -> dict[str, str]:
     return {
         "empty.png": "file is empty",
         "truncated.png": "truncated or corrupt",
-        "truncated.jpg": "truncated or corrupt",
+        "truncated-jpeg.jpg": "truncated or corrupt",
         "truncated16.png": "truncated or corrupt",
         "not-an-image.png": "not an image file",
         "random-bytes.tif": "",  # any clear RestoreKitError
@@ -238,14 +238,18 @@ def test_batch_restores_the_good_reports_each_bad_and_exits_1(corpus, tiny_weigh
     assert "Traceback" not in captured.err
     lines = captured.out.strip().splitlines()
     assert lines[-1].startswith(f"restored {len(good)}, skipped 0, failed {len(bad)} ")
-    failures = {Path(line.split(": ", 1)[0]).name: line for line in lines[:-1]}
+    notes = [line for line in lines[:-1] if "(lossless;" in line]
+    assert notes == ["cmyk.jpg → cmyk.png, and 3 more likewise (lossless; JPEG inputs are not re-compressed)"], notes
+    failures = {Path(line.split(": ", 1)[0]).name: line for line in lines[:-1] if line not in notes}
     assert set(failures) == set(bad)
     for name, reason in bad.items():
         line = failures[name]
         assert reason in line, line
         assert line.count(str(folder / name)) == 1, f"the file is named once: {line}"
     # the good files: restored, same size, alpha and bit depth kept; the bad ones: no output
-    outputs = {name: name.replace(".gif", ".png") for name in good}  # GIF cannot be written: PNG
+    # GIF cannot be written and JPEG is not re-compressed: both become PNG
+    outputs = {name: str(Path(name).with_suffix(".png")) if Path(name).suffix in (".gif", ".jpg") else name
+               for name in good}
     assert sorted(p.name for p in out.iterdir()) == sorted(outputs.values()), "outputs for good files only, no temporaries"
     for name, expect in good.items():
         img = read_image(out / outputs[name])

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import restorekit as rk
-from restorekit.errors import RestoreKitError
 from restorekit.checkpoints import save_checkpoint
 from restorekit.cli import main
+from restorekit.errors import RestoreKitError
 from restorekit.io import read_image, write_image
 
 
@@ -103,11 +103,12 @@ def test_restore_bad_image_in_batch_goes_on(capsys, tmp_path, images, weights):
     assert not (out / "broken.png").exists()
 
 
-def test_restore_wrong_channel_count(capsys, tmp_path, weights):
+def test_colour_image_through_gray_model_stays_colour(capsys, tmp_path, weights):
+    # restored on its luminance (--color y, the default); tests/test_gray_on_color.py checks the numbers
     write_image(tmp_path / "rgb.png", np.random.default_rng(0).random((16, 16, 3)).astype(np.float32))
-    code, stdout, _ = run(capsys, "restore", str(tmp_path / "rgb.png"), "-o", str(tmp_path / "o.png"), "--weights", str(weights))
-    assert code == 1 and "3 channel(s) but the model takes 1" in stdout
-    assert not (tmp_path / "o.png").exists()
+    code, _, err = run(capsys, "restore", str(tmp_path / "rgb.png"), "-o", str(tmp_path / "o.png"), "--weights", str(weights))
+    assert code == 0, err
+    assert read_image(tmp_path / "o.png").channels == 3
 
 
 def test_gray_image_through_colour_model_stays_gray(capsys, tmp_path, images, color_weights):
@@ -253,3 +254,51 @@ def test_library_errors_name_no_flags_and_the_cli_adds_them(capsys, tmp_path, im
     assert "--weights" not in str(info.value) and "weights=" in str(info.value)
     code, _, err = run(capsys, "restore", str(images / "im0.png"), "-o", str(target), "--weights", str(weights))
     assert code != 0 and "pass --overwrite" in err and "overwrite=True" not in err
+
+
+def test_lossy_inputs_are_written_losslessly_to_a_folder_and_named_jpegs_state_their_quality(capsys, tmp_path, weights):
+    from PIL import Image
+
+    from restorekit.inference.batch import output_notes, plan_outputs
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(folder / "photo.JPG", quality=80)
+    write_image(folder / "deep.png", rng.random((20, 24, 1)).astype(np.float32), bit_depth=16)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "restore", str(folder), "-o", str(out), "--weights", str(weights))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["deep.png", "photo.png"]
+    assert (out / "photo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_image(out / "photo.png").bit_depth == 8 and read_image(out / "deep.png").bit_depth == 16
+    said = [line for line in stdout.splitlines() if "→" in line]
+    assert len(said) == 1 and said[0].startswith("photo.JPG → photo.png") and "lossless" in said[0]
+    assert "re-compressed" in said[0] and "quality" not in stdout
+
+    # A .jpg output named explicitly is honoured, and the quality used is stated.
+    named = tmp_path / "named.jpg"
+    code, stdout, err = run(capsys, "restore", str(folder / "photo.JPG"), "-o", str(named), "--weights", str(weights))
+    assert code == 0, err
+    assert named.read_bytes()[:2] == b"\xff\xd8" and "JPEG at quality 95" in stdout
+
+    # a.jpg and a.png would both become a.png: refused before anything is written.
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(clash / "a.jpg")
+    Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(clash / "a.png")
+    code, _, err = run(capsys, "restore", str(clash), "-o", str(tmp_path / "clash-out"), "--weights", str(weights))
+    assert code == 2 and "a.jpg" in err and "a.png" in err and "would both be written to" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "clash-out").exists()
+
+    # WebP (lossy or not, it cannot be written) and .jpeg go the same way; the note names both kinds.
+    (clash / "b.webp").write_bytes(b"planned, not read")
+    (clash / "c.jpeg").write_bytes(b"planned, not read")
+    jobs = {j.src.name: j.dst.name for j in plan_outputs([str(clash / "b.webp"), str(clash / "c.jpeg")], tmp_path / "o")}
+    assert jobs == {"b.webp": "b.png", "c.jpeg": "c.png"}
+    notes = output_notes(plan_outputs([str(clash / "b.webp"), str(clash / "c.jpeg")], tmp_path / "o"))
+    assert len(notes) == 1 and "1 more" in notes[0] and "JPEG and WebP inputs are not re-compressed" in notes[0]
+
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    assert "quality 95" in capsys.readouterr().out

@@ -210,6 +210,142 @@ def test_crop_choice() -> None:
     assert zoom_nearest(np.zeros((3, 5, 1)), 4).shape == (12, 20, 1)
 
 
+def test_crops_are_where_the_difference_can_be_seen() -> None:
+    rng = np.random.default_rng(0)
+    target = np.full((160, 160, 1), 0.5, np.float32)
+    target[:, 80:] += 0.3 * np.sin(np.arange(80) / 2.0)[None, :, None]  # texture on the right
+    good = target + 0.002 * rng.standard_normal(target.shape).astype(np.float32)  # some error everywhere
+    bad = target + 0.002 * rng.standard_normal(target.shape).astype(np.float32)
+    # flat left: a large PSNR spread (about 12 dB) of errors too small to see (about 0.5/255 against 2/255)
+    good[20:84, 10:74] = target[20:84, 10:74] + 0.0005 * rng.standard_normal((64, 64, 1))
+    bad[20:84, 10:74] += 0.008 * rng.standard_normal((64, 64, 1))
+    # textured right: a smaller spread (about 6 dB) of errors anyone sees (8/255 against 15/255)
+    good[90:154, 90:154] += 0.03 * rng.standard_normal((64, 64, 1))
+    bad[90:154, 90:154] += 0.06 * rng.standard_normal((64, 64, 1))
+    y, x, s = pick_window([good, bad], target)
+    assert s == 64 and 82 <= x <= 98 and 82 <= y <= 96  # the textured window, not the flat one
+    y1, x1, _ = pick_window([bad], target)
+    assert x1 >= 80 and y1 >= 80  # one model: its worst window
+
+
+def test_the_sigma_a_model_was_made_for_is_read_from_its_names() -> None:
+    from restorekit.eval.results import at_own_sigma, made_for_sigma
+
+    def entry(label: str, spec: str = "w.safetensors", source: str = "") -> ModelEntry:
+        return ModelEntry(label, spec, spec, "0" * 64, "dncnn-s-folded", "denoise", 1, 1, source)
+
+    assert made_for_sigma(entry("sigma=15", "../w/sigma=15.mat", "sigma=15.mat")) == 15
+    assert made_for_sigma(entry("mine", "mine.safetensors", "sigma=25.mat")) == 25  # a conversion names its source
+    assert made_for_sigma(entry("net", "logs/DnCNN-S-50/net.pth")) == 50
+    assert made_for_sigma(entry("kair", "dncnn_25.pth")) == 25
+    assert made_for_sigma(entry("dncnn-s25-mat", "dncnn-s25-mat")) == 25
+    assert made_for_sigma(entry("xunit", "xdncnn_res_f64k3k9_s50.pkl")) == 50
+    for blind in (entry("GD_Gray_Blind", "GD_Gray_Blind.mat"), entry("default-gray", "default-gray"),
+                  entry("bee", "runs/s3/last.safetensors"), entry("durn", "DuRN_P_no_norm_model.pt")):
+        assert made_for_sigma(blind) is None and at_own_sigma(blind, 50)
+    assert at_own_sigma(entry("s25"), 25) and not at_own_sigma(entry("s25"), 50) and at_own_sigma(entry("s25"), None)
+
+
+class _Tables(HTMLParser):
+    """Each <table> of a page, in order: whether it sits inside <details>, its parent's class, its header
+    cells and its rows' cells; and where the first <details> opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str]] = []
+        self.tables: list[dict[str, object]] = []
+        self.first_details: int | None = None
+        self.events = 0
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.events += 1
+        if tag == "details" and self.first_details is None:
+            self.first_details = self.events
+        if tag == "table":
+            self.tables.append({"in_details": any(t == "details" for t, _ in self.stack), "at": self.events,
+                                "parent": self.stack[-1][1] if self.stack else "", "head": [], "rows": []})
+        if tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])  # type: ignore[union-attr]
+        if tag in ("th", "td"):
+            self._cell = []
+        self.stack.append((tag, dict(attrs).get("class") or ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("th", "td") and self._cell is not None and self.tables:
+            t = self.tables[-1]
+            (t["head"] if tag == "th" else t["rows"][-1]).append("".join(self._cell).strip())  # type: ignore[index,union-attr]
+            self._cell = None
+        while self.stack:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_report_page_leads_with_the_summary_and_collapses_the_rest(bench_data, tmp_path) -> None:
+    res = _run(bench_data, tmp_path / "out")  # a: made for σ=25 (its source is sigma=25.mat); bee, c: blind
+    page = write_report(res)["html"].read_text()
+    parser = _Tables()
+    parser.feed(page)
+    first, *rest = parser.tables
+    assert not first["in_details"] and parser.first_details is not None and first["at"] < parser.first_details
+    assert first["head"] == ["model", "made for", "Set12 σ=25", "Set12 σ=50", "colour σ=25", "colour σ=50", "params"]
+    rows = {r[0]: r for r in first["rows"][1:]}  # type: ignore[index]
+    assert list(rows) == ["a", "bee", "c"]
+    a25 = res.cells_of("Set12", 25.0)[0]
+    assert rows["a"][1] == "σ=25" and rows["a"][2] == f"{a25.mean['psnr']:.3f}Δ {a25.mean['psnr'] - 30.44:+.2f}"
+    assert rows["a"][3] == "—" and rows["a"][4:6] == ["—", "—"]  # not at σ=50: that cell is collapsed below
+    assert rows["bee"][1] == "blind (any σ)" and all(v[0].isdigit() for v in rows["bee"][2:4])
+    assert rows["c"][2:4] == ["—", "—"] and all(v[0].isdigit() for v in rows["c"][4:6])
+    assert rest and all(t["in_details"] for t in rest)
+    assert all(t["parent"] == "scroll" for t in parser.tables)  # each table scrolls inside its own box
+    mismatched = next(t for t in rest if t["head"][:3] == ["model", "set", "σ"] and
+                      all(r[2] == "50" for r in t["rows"][1:]))  # type: ignore[index]
+    assert [r[0] for r in mismatched["rows"][1:]] == ["a"]  # type: ignore[index]
+    assert "σ-specific models at another σ than they were made for — 1 cells" in page
+    css = re.search(r"main \{[^}]*max-width: (\d+)px", page)
+    assert css and int(css.group(1)) <= 1360 and "th {" in page and "white-space: normal" in page
+
+
+def test_plot_labels_do_not_overlap(tmp_path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from restorekit.report.plots import scatter_figure, scatter_panels
+
+    # DnCNN variants: equal parameter counts, equal or close PSNRs (dncnn_25 is a conversion of sigma=25.mat);
+    # labels beside the points would sit on top of each other
+    points = [("sigma=25", 555_137, 30.440), ("dncnn_25", 555_137, 30.440), ("GD_Gray_Blind", 665_921, 30.368),
+              ("default-gray", 556_032, 28.644), ("sigma=50", 555_137, 27.100), ("xdncnn", 303_000, 30.402),
+              ("DnCNN-S-25", 555_137, 30.402)]
+    names = [n for n, *_ in points]
+    panels = {f"Set{k} σ={s}": [(n, x, y - 0.1 * j) for n, x, y in points]
+              for j, (k, s) in enumerate((k, s) for k in (12, 68) for s in (15, 25, 50))}
+    fig = scatter_figure(panels, xlabel="parameters", title="PSNR vs parameters")
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+
+    def drawn(ax) -> list[Text]:  # tick labels outside the view limits exist but are not drawn
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        return ([ax.title, ax.xaxis.label, ax.yaxis.label] + list(ax.texts)
+                + [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]
+                + [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1])
+
+    texts = [t for ax in fig.axes if ax.get_visible() for t in drawn(ax)] + list(fig.legends[0].get_texts())
+    texts += list(fig.texts)  # the suptitle
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if isinstance(t, Text) and t.get_text().strip()]
+    assert len(boxes) > 6 * 3 + 7
+    overlaps = [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+    assert overlaps == []
+    assert all(not ax.texts for ax in fig.axes)  # no point annotations
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == names
+    assert scatter_panels(panels, xlabel="parameters", out=tmp_path / "p.png").is_file()
+    assert scatter_panels({"x": []}, xlabel="parameters", out=tmp_path / "none.png") is None
+
+
 def _png(path: Path, w: int, h: int, seed: int, channels: int = 3) -> Path:
     rng = np.random.default_rng(seed)
     shape = (h, w, channels) if channels == 3 else (h, w)
@@ -221,18 +357,43 @@ def test_compare_png_and_slider(tmp_path) -> None:
     a, b = _png(tmp_path / "a.png", 40, 24, 0), _png(tmp_path / "b.png", 40, 24, 1, channels=1)
     ref = _png(tmp_path / "ref.png", 40, 24, 2)
     result = compare_images(a, b, ref=ref, out=tmp_path / "side.png")
-    with Image.open(result.path) as im:
-        assert im.size == (80, 24)
+    assert [t for t, _ in result.panels] == ["a.png", "b.png", "reference: ref.png"]
     assert set(result.metrics) == {"a.png", "b.png"} and all(m["psnr"] > 0 for m in result.metrics.values())
-    assert "PSNR" in result.summary()
+    assert "PSNR" in result.summary() and "3 panels" in result.summary()
 
     page = compare_images(a, b, out=tmp_path / "slider.html").path.read_text()
     assert 'type="range"' in page and page.count("data:image/png;base64,") == 2 and "http" not in page.replace(
         'http-equiv', '')
+    assert 'value="ref"' not in page and 'id="ref"' not in page
+    page = compare_images(a, b, ref=ref, out=tmp_path / "slider-ref.html").path.read_text()
+    assert page.count("data:image/png;base64,") == 3 and 'id="ref"' in page and 'value="ref"' in page
+    assert "reference: ref.png" in page and "http" not in page.replace('http-equiv', '')
     with pytest.raises(RestoreKitError, match="different sizes"):
         compare_images(a, _png(tmp_path / "c.png", 10, 10, 3), out=tmp_path / "x.png")
     with pytest.raises(RestoreKitError, match=".png or .html"):
         compare_images(a, b, out=tmp_path / "x.jpg")
+
+
+def test_compare_with_a_reference_shows_it_as_a_third_panel(tmp_path) -> None:
+    w, h = 200, 120  # wider than the captions: each column is its image
+    a, b, ref = (_png(tmp_path / f"{n}.png", w, h, seed) for n, seed in (("a", 0), ("b", 1), ("gt", 2)))
+    result = compare_images(a, b, ref=ref, out=tmp_path / "three.png")
+    side = np.asarray(Image.open(result.path).convert("RGB"))
+    assert 3 * w < side.shape[1] <= 3 * w + 4 * 16 and h < side.shape[0] <= h + 80  # three panels and padding
+    boxes = dict(result.panels)
+    assert list(boxes) == ["a.png", "b.png", "reference: gt.png"]
+    for name, path in (("a.png", a), ("b.png", b), ("reference: gt.png", ref)):
+        x, y, bw, bh = boxes[name]
+        assert (bw, bh) == (w, h)
+        assert np.array_equal(side[y:y + h, x:x + w], np.asarray(Image.open(path).convert("RGB")))
+    assert [x for x, *_ in boxes.values()] == sorted(x for x, *_ in boxes.values())  # left to right: A, B, reference
+
+    two = compare_images(a, b, out=tmp_path / "two.png")
+    width = Image.open(two.path).size[0]
+    assert len(two.panels) == 2 and 2 * w < width <= 2 * w + 3 * 16 and not two.metrics
+    x, y, *_ = dict(two.panels)["b.png"]
+    assert np.array_equal(np.asarray(Image.open(two.path).convert("RGB"))[y:y + h, x:x + w],
+                          np.asarray(Image.open(b).convert("RGB")))
 
 
 def test_report_run(tmp_path) -> None:

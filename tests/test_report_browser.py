@@ -1,5 +1,6 @@
 """Open the benchmark report and the comparison slider in a real headless Chromium (via Playwright):
-tables and images render, nothing is fetched, no console error. Screenshots go to tests/artifacts/.
+tables and images render, the summary comes first, nothing is wider than a 1400 px window, nothing is
+fetched, no console error. Screenshots are kept in each test's tmp folder (and copied to tests/artifacts/).
 
 Needs ``pip install playwright`` and a Chromium binary (Debian: ``apt-get install chromium``; or set
 RESTOREKIT_CHROMIUM). Playwright's own browser download (``playwright install``) is not used.
@@ -16,9 +17,12 @@ import pytest
 from test_report import _png, bench_data  # noqa: F401  (bench_data is a fixture)
 
 from restorekit.eval.benchmark import run_benchmark
-from restorekit.report import compare_images, write_report
+from restorekit.report import Table, compare_images, write_report
+from restorekit.report.html import page as html_page
+from restorekit.report.html import table as html_table
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WINDOW = 1400  # the report must fit a window this wide
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -41,9 +45,9 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-def _open(browser: Any, path: Path) -> tuple[Any, list[str], list[str]]:
+def _open(browser: Any, path: Path, width: int = 1280) -> tuple[Any, list[str], list[str]]:
     """A page showing ``path``; console errors and any request leaving file:/data: are collected."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": width, "height": 900})
     errors: list[str] = []
     outside: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -63,6 +67,33 @@ def _open(browser: Any, path: Path) -> tuple[Any, list[str], list[str]]:
     return page, errors, outside
 
 
+def _screenshot(page: Any, folder: Path, name: str, **kw: Any) -> Path:
+    """Kept in the test's tmp folder (pytest keeps the last runs'), and copied to tests/artifacts/."""
+    path = folder / name
+    page.screenshot(path=str(path), **kw)
+    assert path.stat().st_size > 1000
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(path, ARTIFACTS / name)
+    return path
+
+
+def _overflow(page: Any) -> dict[str, Any]:
+    """How wide the document is, and the elements whose right edge passes the window's."""
+    return page.evaluate("""() => ({
+        scroll: document.documentElement.scrollWidth,
+        wide: Array.from(document.querySelectorAll('main *'))
+            .filter(e => e.checkVisibility() && e.getBoundingClientRect().right > window.innerWidth + 0.5
+                         && !e.closest('.scroll'))
+            .map(e => e.tagName + (e.className ? '.' + e.className : '')).slice(0, 5)})""")
+
+
+def _fits(page: Any) -> bool:
+    """document.documentElement.scrollWidth within the window (less a scrollbar), and no element past it."""
+    found = _overflow(page)
+    assert found["scroll"] <= WINDOW and found["wide"] == [], found
+    return True
+
+
 def _broken_images(page: Any) -> list[str]:
     return page.evaluate("""() => Array.from(document.images)
         .filter(i => !i.complete || i.naturalWidth === 0 || i.getBoundingClientRect().width === 0)
@@ -71,22 +102,50 @@ def _broken_images(page: Any) -> list[str]:
 
 def test_report_renders_in_chromium(browser, bench_data, tmp_path) -> None:  # noqa: F811
     out = tmp_path / "bench"
-    write_report(run_benchmark(bench_data["models"], bench_data["sets"], [25], out, progress=False))
-    page, errors, outside = _open(browser, out / "report.html")
+    write_report(run_benchmark(bench_data["models"], bench_data["sets"], [25, 50], out, progress=False))
+    page, errors, outside = _open(browser, out / "report.html", width=WINDOW)
     try:
         assert page.evaluate("document.images.length") >= 4
         assert _broken_images(page) == []
         tables = page.evaluate("""() => Array.from(document.querySelectorAll('table')).map(t => ({
-            rows: t.tBodies[0].rows.length, visible: t.getBoundingClientRect().height > 0}))""")
-        visible = [t for t in tables if t["visible"]]
-        assert len(visible) >= 3 and all(t["rows"] > 0 for t in tables)
-        # The per-image tables are collapsed; opening one (no JS needed) shows it.
+            rows: t.tBodies[0].rows.length, visible: t.checkVisibility() && t.getBoundingClientRect().height > 0,
+            collapsed: !!t.closest('details'), boxed: t.parentElement.classList.contains('scroll')}))""")
+        # The first screen is the summary; every other table is collapsed, each in its own scrolling box.
+        assert tables[0]["visible"] and not tables[0]["collapsed"] and tables[0]["rows"] == 3
+        assert [t["visible"] for t in tables] == [True] + [False] * (len(tables) - 1)
+        assert all(t["collapsed"] for t in tables[1:]) and all(t["boxed"] and t["rows"] > 0 for t in tables)
+        summary_top = page.evaluate("document.querySelector('table').getBoundingClientRect().top")
+        assert summary_top < 900 / 2
+        assert _fits(page)
+        _screenshot(page, tmp_path, "report.png", full_page=True)
+
+        # Opening one (no JS needed) shows it; with all open, the page is still no wider than the window.
         page.click("details summary")
-        assert page.evaluate("document.querySelector('details table').getBoundingClientRect().height") > 0
+        assert page.evaluate("document.querySelector('details table').checkVisibility()")
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        assert _fits(page)
         assert page.evaluate("getComputedStyle(document.body).fontFamily")  # the inline CSS applied
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        _screenshot(page, tmp_path, "report-open.png", full_page=True)
         assert errors == [] and outside == []
+    finally:
+        page.close()
+
+
+def test_wide_tables_scroll_inside_their_box(browser, tmp_path) -> None:
+    t = Table(["model"] + [f"a rather long column header number {i}" for i in range(40)], numeric=set(range(1, 41)))
+    t.add(["a-model-label-that-is-long"] + [f"{30 + i / 7:.3f} / 0.{i:04d}" for i in range(40)])
+    html = tmp_path / "wide.html"
+    html.write_text(html_page("wide", "<h1>wide</h1><p><code>" + "x" * 400 + "</code></p>" + html_table(t)))
+    page, errors, _ = _open(browser, html, width=WINDOW)
+    try:
+        assert _fits(page)
+        box = page.evaluate("""() => { const d = document.querySelector('.scroll');
+            return {client: d.clientWidth, scroll: d.scrollWidth}; }""")
+        assert box["client"] <= WINDOW and box["scroll"] > box["client"]  # the table scrolls in its box
+        heights = page.evaluate("Array.from(document.querySelectorAll('th')).map(th => th.getBoundingClientRect().height)")
+        td = page.evaluate("document.querySelector('td').getBoundingClientRect().height")
+        assert max(heights) > 1.5 * td  # long headers wrap
+        assert errors == []
     finally:
         page.close()
 
@@ -96,11 +155,17 @@ def test_compare_slider_in_chromium(browser, tmp_path) -> None:
     html = compare_images(a, b, ref=_png(tmp_path / "r.png", 64, 48, 2), out=tmp_path / "cmp.html").path
     page, errors, outside = _open(browser, html)
     try:
-        assert page.evaluate("document.images.length") == 2 and _broken_images(page) == []
+        # A, B and the reference, shown below the slider
+        assert page.evaluate("document.images.length") == 3 and _broken_images(page) == []
         page.fill("#pos", "20")  # drives the inline script: the top image is clipped at 20 %
         assert "80%" in page.evaluate("document.getElementById('top').style.clipPath")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "compare.png"))
+        b_src = page.evaluate("document.getElementById('bottom').src")
+        page.check('input[value="ref"]')  # the right side switches to the reference
+        assert page.evaluate("document.getElementById('bottom').src") == page.evaluate("document.getElementById('ref').src")
+        assert "reference" in page.inner_text("#right-label")
+        page.check('input[value="b"]')
+        assert page.evaluate("document.getElementById('bottom').src") == b_src
+        _screenshot(page, tmp_path, "compare.png")
         assert errors == [] and outside == []
     finally:
         page.close()

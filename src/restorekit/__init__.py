@@ -2,7 +2,8 @@
 
     import restorekit as rk
     model = rk.create_model("dncnn-b")                 # architecture only
-    model = rk.load("runs/dncnn-b/best.safetensors")   # architecture + weights from the checkpoint
+    model = rk.load("runs/dncnn-b/best.safetensors")   # weights: ours, official (.mat/.pth), or "default-gray"
+    model = rk.create_model("dncnn-unshuffle-gray", pretrained=True)  # built-in weights
     clean = rk.restore(noisy)                          # built-in default denoiser, any size
     rk.psnr(clean, target, protocol="dncnn")
 """
@@ -17,10 +18,10 @@ __all__ = ["create_model", "list_models", "model_info", "load", "restore", "psnr
 
 # Exported lazily: `import restorekit` stays cheap, and the CLI imports only what a command needs.
 _EXPORTS = {
-    "create_model": ("restorekit.models", "create_model"),
+    "create_model": ("restorekit.api", "create_model"),
     "list_models": ("restorekit.models", "list_models"),
     "model_info": ("restorekit.models", "model_info"),
-    "load": ("restorekit.checkpoints", "load"),
+    "load": ("restorekit.api", "load"),
     "restore": ("restorekit.api", "restore"),
     "psnr": ("restorekit.metrics", "psnr"),
     "ssim": ("restorekit.metrics", "ssim"),

@@ -108,7 +108,7 @@ def _check_sigma(sigma: float | None) -> None:
         raise RestoreKitError(f"--sigma {sigma:g} is outside 0..255 (the noise level on the 0-255 scale, e.g. 15, 25, 50)")
 
 
-def _add_inference_args(p: argparse.ArgumentParser) -> None:
+def _add_inference_args(p: argparse.ArgumentParser, *, precision: str = "auto") -> None:
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=int, help="process in tiles of this size (bounded memory for large images)")
     g.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the model's receptive field)")
@@ -118,10 +118,19 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile-batch", type=int, default=None,
                    help="tiles per forward pass (default: 512² pixels' worth on a CPU, 4× that on a GPU)")
     g.add_argument("--ensemble", action="store_true", help="x8 flip/rotation self-ensemble")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    g.add_argument("--channels-last", action="store_true")
+    auto = ("bf16 + channels_last on a CUDA GPU with native bf16 (compute capability 8+) and on a CPU with native "
+            "bf16 (AMX or AVX512-BF16, from /proc/cpuinfo), fp32 elsewhere")
+    default = (f"auto (default): {auto}; fp32 opts out" if precision == "auto" else
+               f"fp32 (default: the precision the published numbers were measured in), or auto: {auto}")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=precision,
+                   help=f"{default}. The one that ran is printed with the results")
+    g.add_argument("--channels-last", action="store_true",
+                   help="channels_last memory layout in fp32 too (bf16 and fp16 always use it)")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
-    g.add_argument("--task", help="task of a multi-task model (e.g. sr-x2 for IPT)")
+    g.add_argument("--task", help="task of a multi-task model (e.g. sr-x2 for IPT or DnCNN-3, jpeg for DnCNN-3)")
+    g.add_argument("--color", choices=["y", "per-channel"], default="y",
+                   help="a colour image through a gray model: restore its luminance, chroma kept (y, default), "
+                        "or each of R, G, B (per-channel)")
 
 
 def _inference_options(args: argparse.Namespace) -> Any:
@@ -129,7 +138,7 @@ def _inference_options(args: argparse.Namespace) -> Any:
 
     return InferenceOptions(tile=args.tile, overlap=args.overlap, tiling=args.tiling, tile_batch=args.tile_batch,
                             ensemble=args.ensemble, precision=args.precision, channels_last=args.channels_last,
-                            device=args.device, task=args.task)
+                            device=args.device, task=args.task, color=args.color)
 
 
 def _add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -189,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write results to .json or .csv")
     p.add_argument("--overwrite", action="store_true")
     _add_max_pixels(p)
-    _add_inference_args(p)
+    _add_inference_args(p, precision="fp32")
 
     p = add("convert", "convert an official checkpoint (.mat, .pth) to restorekit's format", cmd_convert)
     p.add_argument("src")
@@ -236,12 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--clip-noise", action="store_true")
     p.add_argument("--crop-border", type=int, default=0)
-    _add_inference_args(p)
+    _add_inference_args(p, precision="fp32")
 
     p = add("compare", "side-by-side image (or HTML slider) of two images with metrics", cmd_compare)
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--ref", help="ground truth for PSNR/SSIM")
+    p.add_argument("--ref", help="ground truth: shown as a third panel (in the slider: below, and switchable to the "
+                                 "right side), with PSNR/SSIM of A and B against it")
     p.add_argument("-o", "--output", required=True, help=".png side by side, or .html slider")
     p.add_argument("--labels", nargs=2)
     p.add_argument("--overwrite", action="store_true")
@@ -394,7 +404,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .eval.evaluate import EvalSettings, default_protocol, evaluate, format_table
     from .io import pixel_limit
     from .pretrained import resolve_model
-    from .inference import check_options
+    from .inference import check_options, describe_precision, resolve_device, resolved_options
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise RestoreKitError(f"{args.out}: exists; pass --overwrite to replace it")
@@ -406,13 +416,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_options(options)
     model = resolve_model(args.model, args.weights, channels=None if args.weights or args.model else 1)
     check_options(options, model=model)
+    ran = describe_precision(options, resolve_device(options.device))
+    options = resolved_options(options)  # results record what ran: "bf16", not "auto"
     settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
                             clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info),
                             crop_border=args.crop_border, model=model.info.name, weights=str(args.weights or ""),
-                            inference={"tile": args.tile, "ensemble": args.ensemble, "precision": args.precision})
+                            inference={"tile": args.tile, "ensemble": args.ensemble, "precision": options.precision})
     with pixel_limit(max_pixels):
         result = evaluate(model, settings, options)
     print(format_table(result))
+    print(f"precision: {ran}")
     if args.out:
         print(f"wrote {result.write(args.out, overwrite=args.overwrite)}")
     return 0

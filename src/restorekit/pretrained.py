@@ -78,12 +78,29 @@ def resolve_model(model: str | nn.Module | None = None, weights: str | Path | No
         return load(builtin_path(name))
     if model in BUILTIN:
         return load(builtin_path(model))
+    return pretrained_model(model)
+
+
+def builtin_for(arch: str) -> str | None:
+    """The built-in weights whose architecture is ``arch`` (read from the shipped files), or None."""
+    from .checkpoints import checkpoint_metadata
+
+    return next((b for b in available_builtins() if checkpoint_metadata(builtin_path(b))["arch"] == arch), None)
+
+
+def pretrained_model(name: str) -> nn.Module:
+    """Registered architecture ``name`` with its built-in weights; where there are none, an error that
+    says where the official weights come from."""
+    from .checkpoints import load
     from .models import model_info
 
-    name = model_info(model).name  # unknown names fail here with suggestions
+    arch = model_info(name).name  # unknown names fail here with suggestions
+    builtin = builtin_for(arch)
+    if builtin is not None:
+        return load(builtin_path(builtin))
     from .weights_catalog import where_from
 
-    lib, cli = where_from(name), where_from(name, cli=True)
-    raise RestoreKitError(f"model {model!r} has no built-in weights",
+    lib, cli = where_from(arch), where_from(arch, cli=True)
+    raise RestoreKitError(f"model {name!r} has no built-in weights",
                           hint="give weights= (a restorekit or official checkpoint)" + (f"; {lib}" if lib else ""),
                           cli_hint="pass --weights FILE (a restorekit or official checkpoint)" + (f"; {cli}" if cli else ""))

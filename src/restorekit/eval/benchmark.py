@@ -313,7 +313,7 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
     results (and printed in the report) so that it can be re-run."""
     from tqdm import tqdm
 
-    from ..inference import InferenceOptions
+    from ..inference import InferenceOptions, resolved_options
     from ..metrics import get_protocol
     from ..pretrained import available_builtins
 
@@ -342,7 +342,8 @@ def run_benchmark(models: list[str] | None, sets: list[str] | None, sigmas: list
             raise RestoreKitError("no test sets given and none of the default sets found", hint="give sets",
                                   cli_hint="pass --sets")
         sets = found
-    options = options if options is not None else InferenceOptions()
+    # recorded as run ("bf16", not "auto"): a cell's numbers are the precision's, not the machine's choice
+    options = resolved_options(options if options is not None else InferenceOptions())
     settings = {"seed": seed, "repeats": repeats, "clip_noise": clip_noise, "crop_border": crop_border,
                 "protocol": protocol, "sigmas": sigma_list, "inference": _options_dict(options)}
     if command:

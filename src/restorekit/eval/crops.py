@@ -1,11 +1,12 @@
 """The crops a benchmark's report shows where the models differ most.
 
-For each (set, σ): the image whose PSNR varies most between the models and the window where their local
-PSNR varies most (one model: its worst image and window). The evaluation keeps no restored images, so
-the models are run again on that one image; the window of the input, of each output and of the ground
-truth, and the whole clean image scaled down (the context), are stored as PNGs under
-``OUT/crops/<key>/`` with their metadata in ``OUT/crops/<key>.json`` and in ``results.crops``. The key
-hashes the cells shown, so a rerun restores again only what changed. Drawing them is
+For each (set, σ), among the models at the σ they were made for (:func:`.results.at_own_sigma`; all when none
+is): the image whose PSNR varies most between the models and the window where the best and the worst
+differ most, visibly (:func:`pick_window`; one model: its worst image and window). The evaluation keeps
+no restored images, so the models are run again on that one image; the window of the input, of each
+output and of the ground truth, and the whole clean image scaled down (the context), are stored as PNGs
+under ``OUT/crops/<key>/`` with their metadata in ``OUT/crops/<key>.json`` and in ``results.crops``. The
+key hashes the cells shown, so a rerun restores again only what changed. Drawing them is
 :mod:`restorekit.report.crops`' job.
 """
 
@@ -20,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from .results import BenchmarkResults, Cell
+from .results import BenchmarkResults, Cell, at_own_sigma
 
 __all__ = ["pick_image", "pick_window", "make_crops", "recorded_options", "crop_files", "CROP"]
 
-CROP = 48  # window side in pixels
+CROP = 64  # window side in pixels: drawn ×3, large enough to see structure, small enough to show detail
 CONTEXT_HEIGHT = 192  # the context (whole image) is stored at most this tall: the height of a drawn tile
-CROPS_VERSION = 2  # bump when what is stored changes: cached crops are restored again
+CROPS_VERSION = 3  # bump when what is stored or how it is chosen changes: cached crops are restored again
 
 
 def pick_image(per_model: dict[str, dict[str, float]]) -> str | None:
@@ -40,23 +41,31 @@ def pick_image(per_model: dict[str, dict[str, float]]) -> str | None:
     return max(sorted(names), key=lambda n: max(v[n] for v in per_model.values()) - min(v[n] for v in per_model.values()))
 
 
-def _local_psnr(out: np.ndarray, target: np.ndarray, size: int, stride: int) -> np.ndarray:
+def _local_mse(out: np.ndarray, target: np.ndarray, size: int, stride: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
     err = torch.from_numpy(((out.astype(np.float64) - target) ** 2).mean(axis=2))[None, None]
-    mse = F.avg_pool2d(err, size, stride=stride)[0, 0].numpy()
-    return -10.0 * np.log10(mse + 1e-10)
+    return F.avg_pool2d(err, size, stride=stride)[0, 0].numpy()
 
 
 def pick_window(outputs: list[np.ndarray], target: np.ndarray, size: int = CROP) -> tuple[int, int, int]:
-    """(y, x, side) of the square window where the models' local PSNR differs most (one model: its
-    worst window). Images are H×W×C floats."""
+    """(y, x, side) of the square window where the models' outputs differ most (one model: its worst
+    window). Images are H×W×C floats.
+
+    The difference is the local PSNR spread, best model minus worst, weighted by the error the worse
+    one adds there (its RMSE less the better one's): a large spread of two tiny errors, on a flat sky,
+    looks the same in both and is not what a reader should be shown."""
     h, w = target.shape[:2]
     size = max(1, min(size, h, w))
-    stride = max(1, size // 4)
-    maps = np.stack([_local_psnr(o, target, size, stride) for o in outputs])
-    score = maps.max(0) - maps.min(0) if len(outputs) > 1 else -maps[0]
+    stride = max(1, size // 8)
+    mse = np.stack([_local_mse(o, target, size, stride) for o in outputs])
+    if len(outputs) == 1:
+        score = mse[0]
+    else:
+        spread = 10.0 * np.log10((mse.max(0) + 1e-10) / (mse.min(0) + 1e-10))
+        rmse = np.sqrt(mse)
+        score = spread * (rmse.max(0) - rmse.min(0))
     i, j = np.unravel_index(int(np.argmax(score)), score.shape)
     return int(i * stride), int(j * stride), size
 
@@ -100,6 +109,8 @@ def make_crops(results: BenchmarkResults, *, options: Any = None, progress: bool
     plans = []
     for set_name, sigma in results.groups():
         cells = results.cells_of(set_name, sigma)
+        # a σ-specific model far from its σ would be the "worst" everywhere: compare the models meant for it
+        cells = [c for c in cells if at_own_sigma(results.model(c.model), c.sigma)] or cells
         name = pick_image({c.model: {r["name"]: r["psnr"] for r in c.images} for c in cells})
         if name is None:
             continue

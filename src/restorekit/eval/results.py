@@ -11,14 +11,15 @@ import csv
 import dataclasses
 import io as _io
 import json
+import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import RestoreKitError
 
 __all__ = ["ModelEntry", "SetEntry", "Cell", "Skip", "BenchmarkResults", "CELL_VERSION", "CSV_COLUMNS",
-           "write_results", "load_results", "format_summary"]
+           "write_results", "load_results", "format_summary", "made_for_sigma", "at_own_sigma"]
 
 CELL_VERSION = 1
 
@@ -229,3 +230,36 @@ def format_summary(results: BenchmarkResults) -> str:
                  f"{len(results.skipped)} skipped, {len(results.failed)} failed → {results.out_dir / 'report.html'}")
     return "\n".join(lines)
 
+
+# Which noise level a model was made for, so that a report shows each model where it is meant to be used
+# (a σ-specific DnCNN-S, sigma=25.mat, at σ 25 only; a blind model at every σ) and the crops compare
+# those models. Read from its names: sigma=25, σ25, s25, DnCNN-S-25, dncnn_25.pth; none: blind.
+_SIGMA_PATTERNS = (
+    re.compile(r"sigma\s*[=_-]?\s*(\d{1,3}(?:\.\d+)?)"),
+    re.compile(r"σ\s*=?\s*(\d{1,3}(?:\.\d+)?)"),
+    re.compile(r"(?:^|[/_.-])s[-_]?(\d{2})(?=$|[/_.-])"),  # dncnn-s25, DnCNN-S-25, xdncnn_…_s25.pkl, s25
+    re.compile(r"^dncnn_(\d{1,2})(?=\.|$)"),  # KAIR's dncnn_25.pth
+)
+
+
+def made_for_sigma(model: ModelEntry) -> float | None:
+    """The σ (0-255 scale) the model's names say it was trained for; None: blind, or not a Gaussian
+    denoiser."""
+    for name in (model.label, model.source_file, model.spec):
+        if not name:
+            continue
+        text = str(name).lower()
+        if "blind" in text:
+            return None
+        for candidate in (text, PurePosixPath(text.replace("\\", "/")).name):
+            for pattern in _SIGMA_PATTERNS:
+                found = pattern.search(candidate)
+                if found:
+                    return float(found.group(1))
+    return None
+
+
+def at_own_sigma(model: ModelEntry, sigma: float | None) -> bool:
+    """Whether a cell at ``sigma`` (None: a paired set) is one the model was made for."""
+    own = made_for_sigma(model)
+    return own is None or sigma is None or abs(own - sigma) < 1e-6

@@ -13,16 +13,20 @@ from .prepare import (
     InferenceOptions,
     ModelSpec,
     RestoreModule,
+    auto_precision,
     check_options,
     check_tiling,
+    describe_precision,
     has_foldable_batchnorm,
     model_metadata,
     model_spec,
     prepare_model,
     resolve_device,
+    resolve_precision,
+    resolved_options,
     uses_channels_last,
 )
-from .restore import match_channels, resolve_overlap, restore_pixels, restore_tensor
+from .restore import match_channels, resolve_overlap, restore_channels, restore_pixels, restore_tensor
 from .tiling import (
     TilePlan,
     default_tile_batch,
@@ -41,9 +45,10 @@ from .tiling import (
 
 __all__ = [
     "DEVICES", "PRECISIONS", "BatchInterrupted", "BatchReport", "InferenceOptions", "Job", "ModelSpec",
-    "RestoreModule", "TilePlan", "check_options", "check_tiling", "default_tile_batch", "dihedral",
-    "dihedral_inverse", "has_foldable_batchnorm", "match_channels", "model_metadata", "model_spec",
-    "pad_to_size", "plan_outputs", "plan_tiles", "prepare_model", "receptive_radius", "resolve_device",
-    "resolve_overlap", "restore_files", "restore_pixels", "restore_tensor", "round_up", "split_overlap",
+    "RestoreModule", "TilePlan", "auto_precision", "check_options", "check_tiling", "default_tile_batch",
+    "describe_precision", "dihedral", "dihedral_inverse", "has_foldable_batchnorm", "match_channels",
+    "model_metadata", "model_spec", "pad_to_size", "plan_outputs", "plan_tiles", "prepare_model",
+    "receptive_radius", "resolve_device", "resolve_overlap", "resolve_precision", "resolved_options",
+    "restore_channels", "restore_files", "restore_pixels", "restore_tensor", "round_up", "split_overlap",
     "tile_layout", "tile_starts", "tile_window", "uses_channels_last", "with_ensemble",
 ]

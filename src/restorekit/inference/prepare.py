@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import itertools
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +25,17 @@ from ..models.fold import fold_batchnorm
 from ..models.registry import ModelInfo
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# "auto": the device's fast precision where it keeps the results (resolve_precision).
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+# CPU flags of native bf16 arithmetic (oneDNN's fast bf16 kernels); without them bf16 is emulated, slower than fp32.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Tiled-inference protocols: "chop" is IPT's reference forward_chop (inference/chop.py), "blend" the
 # generic overlapping tiles with a smooth ramp (inference/tiling.py).
 TILINGS = ("chop", "blend")
+# How a gray model restores a colour image: "y" runs it on the luminance (BT.601 full-range YCbCr, as JPEG
+# and PIL define it) and keeps the chroma; "per-channel" runs it on each of R, G and B.
+COLOR_MODES = ("y", "per-channel")
 
 
 @dataclass
@@ -36,6 +45,15 @@ class InferenceOptions:
     ``tiling`` picks how a fixed-size model (IPT) covers larger images: ``"chop"`` (the reference's
     ``forward_chop``, with which IPT's published numbers were measured) or ``"blend"`` (tiles of
     ``overlap`` blended with a ramp); None: the model's default (``ModelInfo.tiling``; IPT: chop).
+
+    ``precision="auto"`` runs bf16 + channels_last on a CUDA GPU with native bf16 (compute capability 8+)
+    and on a CPU with native bf16 (AMX or AVX512-BF16), fp32 elsewhere (:func:`resolve_precision`). It is
+    the default of ``restorekit restore`` and :func:`~restorekit.inference.batch.restore_files`; these
+    options stay fp32 by default (as ``rk.restore``, ``restorekit eval`` and ``benchmark`` do), so that
+    evaluation, export checks and validation give the same numbers on every machine. bf16 and fp16
+    always run channels_last on cpu and cuda; ``channels_last=True`` asks for it in fp32 too.
+    ``progress``, when given, is called during :func:`~restorekit.inference.restore.restore_tensor` with
+    (tiles done, tiles in all): first (0, total), then after each forward pass.
     """
 
     tile: int | None = None
@@ -50,6 +68,8 @@ class InferenceOptions:
     device: str = "auto"
     task: str | None = None
     clamp: bool = True
+    progress: Callable[[int, int], None] | None = None
+    color: str = "y"  # a colour image through a gray model: see COLOR_MODES
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,10 +130,14 @@ class ModelSpec:
 
 
 def model_spec(model: nn.Module, task: str | None) -> ModelSpec:
-    """Resolve ``task`` against the model's tasks (user errors name the valid ones) and read its sizes."""
+    """Resolve ``task`` against the model's tasks (user errors name the valid ones; none given: the model's
+    main task where it is one of them) and read its sizes; ``scale`` is the whole call's, input transform
+    (``ModelInfo.task_inputs``) included."""
     info = model_metadata(model)
     scale = info.scale
     if info.tasks:
+        if task is None and info.task in info.tasks:
+            task = info.task
         if task is None and len(info.tasks) > 1:
             raise RestoreKitError(f"model {info.name} has several tasks; pass task= one of {', '.join(info.tasks)}")
         if task is not None:
@@ -127,6 +151,7 @@ def model_spec(model: nn.Module, task: str | None) -> ModelSpec:
         else:
             i = 0
         scale = info.scales[i] if info.scales else scale
+        task_input(info, task)  # an unknown transform fails here, before any work
     elif task is not None and task != info.task:
         raise RestoreKitError(f"model {info.name} is single-task ({info.task or 'unnamed'}); it takes no task={task!r}")
     fixed = None
@@ -135,6 +160,33 @@ def model_spec(model: nn.Module, task: str | None) -> ModelSpec:
         fixed = int(getattr(model, "patch_size", multiple))
         multiple = fixed
     return ModelSpec(info, task if info.tasks else None, int(scale), multiple, fixed)
+
+
+@dataclass(frozen=True)
+class BicubicUp:
+    """MATLAB-bicubic ×``factor`` (:func:`~restorekit.degradations.sr.bicubic_upsample`), the input of
+    pre-upsampling networks; ``radius``: the input pixels on each side that an output pixel reads."""
+
+    factor: int
+    radius: int = 2
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from ..degradations.sr import bicubic_upsample
+
+        return bicubic_upsample(x, self.factor)
+
+
+def task_input(info: ModelInfo, task: str | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """How ``info.task_inputs`` says to prepare ``task``'s [0, 1] input before the model: None (as is) or
+    MATLAB-bicubic upscaling (``"bicubic-up-N"``: :class:`BicubicUp`)."""
+    name = info.task_inputs.get(task or "", "")
+    if not name:
+        return None
+    kind, _, factor = name.rpartition("-")
+    if kind == "bicubic-up" and factor.isdigit() and int(factor) >= 1:
+        return BicubicUp(int(factor))
+    raise RestoreKitError(f"model {info.name}: unknown input transform {name!r} for task {task!r}; "
+                          "valid: '' (as is), 'bicubic-up-N'")
 
 
 def check_image(x: Any, info: ModelInfo) -> None:
@@ -167,8 +219,9 @@ def check_options(options: InferenceOptions, device: torch.device | None = None,
     overlap and tile batch, and with a model its task and size multiple. Raises RestoreKitError saying
     what would be valid."""
     device = device if device is not None else resolve_device(options.device)
-    if options.precision not in PRECISIONS:
-        raise RestoreKitError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}")
+    if options.precision not in PRECISION_CHOICES:
+        raise RestoreKitError(f"unknown precision {options.precision!r}; valid: {', '.join(PRECISIONS)}, or auto "
+                              "(bf16 where the device has it natively, else fp32)")
     if options.precision == "fp16" and device.type != "cuda":
         raise RestoreKitError(f"precision fp16 needs a CUDA device (got {device.type}); use bf16 or fp32")
     if options.precision == "bf16" and device.type not in ("cpu", "cuda"):
@@ -181,6 +234,8 @@ def check_options(options: InferenceOptions, device: torch.device | None = None,
         raise RestoreKitError(f"overlap must be a non-negative integer (pixels) or None, not {options.overlap!r}")
     if options.tiling is not None and options.tiling not in TILINGS:
         raise RestoreKitError(f"unknown tiling {options.tiling!r}; valid: {', '.join(TILINGS)}")
+    if options.color not in COLOR_MODES:
+        raise RestoreKitError(f"unknown color mode {options.color!r}; valid: {', '.join(COLOR_MODES)}")
     spec = model_spec(model, options.task) if model is not None else None
     if spec is not None and resolve_tiling(spec, options) == "chop":
         return  # the chop has its own fixed window arithmetic; tile and overlap do not apply
@@ -228,14 +283,89 @@ def check_tiling(tile: int | None, overlap: int | None, spec: ModelSpec | None =
 
 
 # --------------------------------------------------------------------------------------------------
+# precision and layout
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where there is none. torch's
+    ``get_cpu_capability()`` says "AVX512" whether or not the CPU has bf16 arithmetic, so it cannot decide."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def auto_precision(device: torch.device) -> tuple[str, str]:
+    """(precision, why) that ``precision="auto"`` runs on ``device``.
+
+    bf16 where the device computes it natively: CUDA GPUs of compute capability 8.0+ (Ampere, Hopper;
+    ROCm: as torch reports) and CPUs with AMX or AVX512-BF16. Elsewhere fp32: emulated bf16 is slower
+    than fp32, fp16's range (65504) can overflow in networks without normalisation (``precision="fp16"``
+    asks for it on older GPUs), and MPS runs fp32.
+    """
+    if device.type == "cuda":
+        if torch.version.hip:
+            native = torch.cuda.is_bf16_supported()
+        else:
+            native = torch.cuda.get_device_capability(device) >= (8, 0)
+        name = torch.cuda.get_device_name(device)
+        return ("bf16", f"{name} has native bf16") if native else ("fp32", f"{name} has no native bf16")
+    if device.type == "cpu":
+        have = [f for f in BF16_CPU_FLAGS if f in cpu_flags()]
+        if have:
+            return "bf16", f"this CPU has {'/'.join(have)}"
+        return "fp32", "this CPU has no native bf16 (AMX or AVX512-BF16)"
+    return "fp32", f"bf16 is not used on {device.type}"
+
+
+def resolve_precision(options: InferenceOptions, device: torch.device) -> tuple[str, bool]:
+    """(precision, channels_last) that ``options`` run with on ``device``: "auto" resolved by
+    :func:`auto_precision`; bf16 and fp16 run channels_last on cpu and cuda, where the fast kernels for
+    them (oneDNN's, cuDNN's) are NHWC: on CPU, bf16 convolutions are ~1.8× faster than in NCHW;
+    ``options.channels_last`` adds it to fp32. Training keeps its own configured precision."""
+    precision = options.precision
+    if precision == "auto":
+        precision = auto_precision(device)[0]
+    low = precision in ("bf16", "fp16") and device.type in ("cpu", "cuda")
+    return precision, bool(options.channels_last) or low
+
+
+def describe_precision(options: InferenceOptions, device: torch.device) -> str:
+    """What runs, in one phrase: "bf16 + channels_last (auto: this CPU has amx_bf16/avx512_bf16;
+    --precision fp32 to opt out)"."""
+    precision, channels_last = resolve_precision(options, device)
+    ran = precision + (" + channels_last" if channels_last else "")
+    auto, why = auto_precision(device)
+    if options.precision == "auto":
+        return f"{ran} (auto: {why}" + ("; --precision fp32 to opt out)" if precision != "fp32" else ")")
+    if precision == "fp32" and auto != "fp32":
+        return f"{ran} (--precision auto would run {auto} + channels_last: {why})"
+    return f"{ran} (--precision {options.precision})"
+
+
+def resolved_options(options: InferenceOptions, device: torch.device | None = None) -> InferenceOptions:
+    """A copy of ``options`` with the precision that runs on ``device`` written out ("bf16", not "auto"):
+    what results record, so that a rerun elsewhere repeats it."""
+    device = device if device is not None else resolve_device(options.device)
+    check_options(options, device)
+    return dataclasses.replace(options, precision=resolve_precision(options, device)[0])
+
+
+# --------------------------------------------------------------------------------------------------
 # the prepared model
 
 
 class RestoreModule(nn.Module):
     """Wraps a model so that it maps [0, 1] RGB to [0, 1] RGB (float32, unclamped).
 
-    Scales to the model's ``input_range`` and back, swaps RGB↔BGR, passes ``task``, picks the final
-    output of multi-output models, and applies the autocast and memory-format policy. A ``borrowed``
+    Prepares the task's input (``ModelInfo.task_inputs``), scales to the model's ``input_range`` and
+    back, swaps RGB↔BGR, passes ``task``, picks the final output of multi-output models, and applies
+    the autocast and memory-format policy. A ``borrowed``
     model (the caller's own, not a copy) is switched to eval mode only for the duration of a call.
     """
 
@@ -252,13 +382,17 @@ class RestoreModule(nn.Module):
         super().__init__()
         self.model = model
         self.info = info
-        self.pass_task = bool(info.tasks)
+        self.pass_task = bool(info.tasks) and not info.task_inputs  # task_inputs: one network, no task argument
         self.task = task
+        self.prepare_input = task_input(info, task)
+        self.input_radius = int(getattr(self.prepare_input, "radius", 0))  # added to the network's receptive field
         self.autocast = autocast
         self.channels_last = channels_last
         self.borrowed = borrowed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.prepare_input is not None:
+            x = self.prepare_input(x)
         x = to_model_input(x, self.info, channels_last=self.channels_last)
         with contextlib.ExitStack() as stack:
             if self.borrowed:
@@ -328,19 +462,34 @@ def has_foldable_batchnorm(model: nn.Module) -> bool:
 
 
 def uses_channels_last(options: InferenceOptions, device: torch.device) -> bool:
-    # Measured on an AVX-512-BF16 EPYC: bf16 autocast convolutions are ~1.8× faster in channels_last
-    # than in NCHW (oneDNN's bf16 kernels), so bf16 on CPU always uses it.
-    return options.channels_last or (options.precision == "bf16" and device.type == "cpu")
+    return resolve_precision(options, device)[1]
+
+
+# Convolutions of at most this many input channels read images (RGB, gray, RGBA) and run in fp32 under a low
+# precision: bf16 would round the pixels to 8 significant bits (±0.5/255 near white), which cost the
+# default colour model up to 0.01 dB of PSNR on Kodak24 (σ25); they are a small share of the work.
+_IMAGE_CHANNELS = 4
+
+
+def _run_in_fp32(module: nn.Module) -> None:
+    """Make ``module`` (of a prepared copy) run in fp32 inside autocast regions; its structure is kept."""
+    run = module.forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return run(x.float())
+
+    module.forward = forward  # type: ignore[method-assign]
 
 
 def _inner_model(model: nn.Module, options: InferenceOptions, device: torch.device) -> tuple[nn.Module, bool]:
     """(module to run, borrowed?): the model itself when nothing needs changing, else a cached copy."""
     tensors = list(itertools.chain(model.parameters(), model.buffers()))
     fold = options.fold_bn and has_foldable_batchnorm(model)
-    channels_last = uses_channels_last(options, device)
+    precision, channels_last = resolve_precision(options, device)
     moved = any(t.device != device for t in tensors)
     cast = any(t.is_floating_point() and t.dtype != torch.float32 for t in tensors)
-    low = PRECISIONS[options.precision]
+    low = PRECISIONS[precision]
     if not (fold or channels_last or moved or cast or low or options.compile):
         return model, True
     key = (fold, str(device), channels_last, low, options.compile)
@@ -357,10 +506,13 @@ def _inner_model(model: nn.Module, options: InferenceOptions, device: torch.devi
     if low is not None:
         # Autocast casts convolution weights to ``low`` on every call anyway; casting them once gives the
         # same numbers without a copy of every weight per tile. Other layers keep fp32 weights and
-        # autocast's own policy (normalisations stay fp32).
+        # autocast's own policy (normalisations stay fp32). Convolutions that read images stay fp32.
         for m in inner.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                m.to(low)
+                if m.in_channels <= _IMAGE_CHANNELS:
+                    _run_in_fp32(m)
+                else:
+                    m.to(low)
     if options.compile:
         inner = torch.compile(inner)  # type: ignore[assignment]
     per_model[key] = (fingerprint, inner)
@@ -378,7 +530,8 @@ def prepare_model(model: nn.Module, options: InferenceOptions | None = None) -> 
     check_options(options, device)
     spec = model_spec(model, options.task)
     inner, borrowed = _inner_model(model, options, device)
+    precision, channels_last = resolve_precision(options, device)
     return RestoreModule(
-        inner, spec.info, task=spec.task, autocast=PRECISIONS[options.precision],
-        channels_last=uses_channels_last(options, device), borrowed=borrowed,
+        inner, spec.info, task=spec.task, autocast=PRECISIONS[precision], channels_last=channels_last,
+        borrowed=borrowed,
     )

@@ -16,11 +16,13 @@ from torch import nn
 from ..errors import RestoreKitError
 from .chop import chop, chop_ensemble
 from .prepare import (
+    COLOR_MODES,
     InferenceOptions,
     ModelSpec,
     check_image,
     check_options,
     check_tiling,
+    model_metadata,
     model_spec,
     prepare_model,
     resolve_device,
@@ -66,7 +68,8 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, options: InferenceOptions 
     Pads to the model's size multiple (or tiles, when ``options.tile`` is set or the model takes a fixed
     size), runs as ``options`` say, crops back and clamps to [0, 1] unless ``options.clamp`` is False.
     Fixed-size models run with ``options.tiling`` (default theirs: IPT uses the reference's
-    ``forward_chop``, :mod:`.chop`, which its published numbers were measured with).
+    ``forward_chop``, :mod:`.chop`, which its published numbers were measured with). ``options.progress``
+    hears (tiles done, total) at the start and after each forward pass (the chop: (0, 1), then (1, 1)).
     """
     options = options or InferenceOptions()
     spec = model_spec(model, options.task)
@@ -88,7 +91,8 @@ def restore_tensor(model: nn.Module, x: torch.Tensor, options: InferenceOptions 
         run = with_ensemble(run)
     x = x.float()
     with torch.inference_mode():
-        out = _run_tiles(run, x, plan, device, options.tile_batch or default_tile_batch(plan, device))
+        out = _run_tiles(run, x, plan, device, options.tile_batch or default_tile_batch(plan, device),
+                         options.progress)
         if options.clamp:
             out.clamp_(0.0, 1.0)
     return out
@@ -102,24 +106,32 @@ def _restore_chop(
     tile_batch = options.tile_batch or default_tile_batch(plan_tiles(patch, patch, tile=None, overlap=0), device)
     run = prepare_model(model, options)
     chopped = chop_ensemble if options.ensemble else chop
+    if options.progress is not None:
+        options.progress(0, 1)
     with torch.inference_mode():
         out = chopped(run, x.float(), patch, spec.scale, device=device, tile_batch=tile_batch)
         if options.clamp:
             out.clamp_(0.0, 1.0)
+    if options.progress is not None:
+        options.progress(1, 1)
     return out
 
 
 def _run_tiles(
-    run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, plan: TilePlan, device: torch.device, tile_batch: int
+    run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, plan: TilePlan, device: torch.device, tile_batch: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     n = x.shape[0]
     s = plan.scale
     oh, ow = plan.out_size
+    report = progress or (lambda done, total: None)
     if plan.count == 1:
         outs = []
+        report(0, n)
         for start in range(0, n, tile_batch):
             batch = pad_to_size(x[start:start + tile_batch].to(device), plan.tile_h, plan.tile_w)
             outs.append(run(batch)[..., :oh, :ow].to(x.device))
+            report(min(start + tile_batch, n), n)
         return torch.cat(outs)  # a fresh tensor even for one batch: never a view of the caller's input
 
     wy = {y0: tile_window(plan.tile_h * s, j == 0, j == len(plan.ys) - 1, plan.margin * s, plan.ramp * s)
@@ -129,6 +141,7 @@ def _run_tiles(
     jobs = [(i, y0, x0) for i in range(n) for y0 in plan.ys for x0 in plan.xs]
     out: torch.Tensor | None = None
     weight = torch.zeros(oh, ow, device=x.device)
+    report(0, len(jobs))
     for start in range(0, len(jobs), tile_batch):
         batch = jobs[start:start + tile_batch]
         tiles = torch.cat([
@@ -145,30 +158,86 @@ def _run_tiles(
             out[i, :, ys:ys + hh, xs:xs + ww] += yt[:, :hh, :ww] * win
             if i == 0:
                 weight[ys:ys + hh, xs:xs + ww] += win
+        report(start + len(batch), len(jobs))
     assert out is not None
     return out.div_(weight)
 
 
 def match_channels(pixels: Any, channels: int, *, allow_gray_to_rgb: bool = True, name: str = "image") -> Any:
-    """Gray images run through colour models (replicated); colour images through gray models is an error."""
+    """Gray images for colour models (replicated); colour images for gray models are an error here
+    (:func:`restore_channels` and :func:`restore_pixels` run gray models on their Y or per channel)."""
     have = pixels.shape[-1]
     if have == channels:
         return pixels
     if have == 1 and channels == 3 and allow_gray_to_rgb:
         return pixels.repeat(3, axis=-1)
     raise RestoreKitError(f"{name} has {have} channel(s) but the model takes {channels}; "
-                          + ("use a colour model" if have == 3 else "use a gray model"))
+                          + ("use a colour model, or restore_pixels (color='y' or 'per-channel')" if have == 3
+                             else "use a gray model"))
+
+
+# BT.601 full-range YCbCr as JPEG (JFIF) and PIL define it, chroma centred on 0.5 in [0, 1] units:
+# Cb = (B − Y)/1.772, Cr = (R − Y)/1.402, and exactly that solved back for R, G, B.
+_YCC = torch.tensor([[0.299, 0.587, 0.114],
+                     [-0.299 / 1.772, -0.587 / 1.772, 0.886 / 1.772],
+                     [0.701 / 1.402, -0.587 / 1.402, -0.114 / 1.402]], dtype=torch.float64)
+_YCC_INV = torch.tensor([[1.0, 0.0, 1.402],
+                         [1.0, -0.114 * 1.772 / 0.587, -0.299 * 1.402 / 0.587],
+                         [1.0, 1.772, 0.0]], dtype=torch.float64)
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W RGB in [0, 1] → (Y, Cb, Cr), full range, chroma offset 0.5 (JPEG's YCbCr)."""
+    out = torch.einsum("ij,njhw->nihw", _YCC.to(x.device, x.dtype), x)
+    out[:, 1:] += 0.5
+    return out
+
+
+def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`rgb_to_ycbcr`."""
+    centred = torch.cat([x[:, :1], x[:, 1:] - 0.5], 1)
+    return torch.einsum("ij,njhw->nihw", _YCC_INV.to(x.device, x.dtype), centred)
+
+
+def restore_channels(model: nn.Module, x: torch.Tensor, options: InferenceOptions | None = None) -> torch.Tensor:
+    """:func:`restore_tensor` for gray or RGB N×C×H×W images whatever the model takes.
+
+    A gray image through a colour model is replicated and comes back gray (the mean of the outputs). An
+    RGB image through a gray model comes back RGB: with ``options.color="y"`` the model restores its
+    luminance and the chroma is kept (upscaled with MATLAB bicubic for super-resolution), with
+    ``"per-channel"`` it restores R, G and B each as a gray image.
+    """
+    options = options or InferenceOptions()
+    want = model_metadata(model).channels
+    have = x.shape[1] if isinstance(x, torch.Tensor) and x.ndim == 4 else None
+    if want == 3 and have == 1:
+        return restore_tensor(model, x.expand(-1, 3, -1, -1), options).mean(1, keepdim=True)
+    if not (want == 1 and have == 3):
+        return restore_tensor(model, x, options)
+    if options.color not in COLOR_MODES:
+        raise RestoreKitError(f"unknown color mode {options.color!r}; valid: {', '.join(COLOR_MODES)}")
+    n, _, h, w = x.shape
+    if options.color == "per-channel":
+        out = restore_tensor(model, x.reshape(n * 3, 1, h, w), options)
+        return out.reshape(n, 3, *out.shape[-2:])
+    ycc = rgb_to_ycbcr(x.float())
+    y = restore_tensor(model, ycc[:, :1], options)
+    chroma = ycc[:, 1:]
+    if chroma.shape[-2:] != y.shape[-2:]:
+        from ..degradations.sr import imresize
+
+        chroma = imresize(chroma, size=(y.shape[-2], y.shape[-1]))
+    out = ycbcr_to_rgb(torch.cat([y, chroma.to(y.device)], 1))
+    return out.clamp_(0.0, 1.0) if options.clamp else out
 
 
 def restore_pixels(model: nn.Module, pixels: Any, options: InferenceOptions | None = None, *,
                    name: str = "image") -> Any:
-    """Restore one H×W×C float image in [0, 1] (numpy); the result has the input's channel count
-    (a gray image through a colour model comes back gray)."""
+    """Restore one H×W×C float image in [0, 1] (numpy); the result has the input's channel count (gray
+    and RGB go through any gray or colour model, see :func:`restore_channels`)."""
     from ..io import image_to_tensor, tensor_to_image
 
-    channels = pixels.shape[-1]
-    out = tensor_to_image(restore_tensor(model, image_to_tensor(match_channels(pixels, model.info.channels, name=name)),
-                                         options))
-    if channels == 1 and out.shape[-1] == 3:
-        out = out.mean(axis=-1, keepdims=True)
-    return out
+    want, have = model_metadata(model).channels, pixels.shape[-1]
+    if want and have != want and {have, want} != {1, 3}:
+        match_channels(pixels, want, name=name)  # raises, naming the image
+    return tensor_to_image(restore_channels(model, image_to_tensor(pixels), options))

@@ -54,7 +54,7 @@ def receptive_radius(model: nn.Module, *, task: str | None = None, device: torch
     farthest input whose gradient of the residual (output − input) exceeds 1e-3 of its peak. The probe
     runs on ``device`` (a prepared fp32 copy there when the model lives elsewhere).
     """
-    fingerprint = weights_fingerprint(model)
+    fingerprint = (weights_fingerprint(model), task)  # per task too: DnCNN-3's SR inputs are upscaled first
     cached = _RADIUS.get(model)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
@@ -67,7 +67,7 @@ def receptive_radius(model: nn.Module, *, task: str | None = None, device: torch
             wrapper = RestoreModule(model, spec.info, task=spec.task, borrowed=True)
         else:
             wrapper = prepare_model(model, InferenceOptions(device=str(device), task=task))
-        bound = _conv_bound(wrapper, spec)
+        bound = _conv_bound(wrapper, spec) + wrapper.input_radius  # e.g. the bicubic upscaling of DnCNN-3's SR
         radius = bound
         if bound > _EXACT_BOUND:
             radius = min(bound, _probe(wrapper, spec, min(2 * bound + 2, _PROBE_SIZE)))

@@ -109,7 +109,13 @@ def cdncnn_b(channels: int = 3) -> DnCNN:
     return DnCNN(channels, depth=20, batch_norm=True, bias=False)
 
 
+# DnCNN-3 is one network for three tasks; the SR tasks take the low-resolution image upscaled with
+# MATLAB's bicubic imresize first (Demo_test_DnCNN3.m), JPEG deblocking and denoising the image as is.
+_DNCNN3_TASKS = {"denoise": "", "sr-x2": "bicubic-up-2", "sr-x3": "bicubic-up-3", "sr-x4": "bicubic-up-4", "jpeg": ""}
+
+
 @register_model("dncnn3-folded", family="dncnn", task="denoise", channels=1, params=665_921, paper=_PAPER,
+                tasks=tuple(_DNCNN3_TASKS), scales=(1, 2, 3, 4, 1), task_inputs=dict(_DNCNN3_TASKS),
                 description="DnCNN-3: one gray model for denoising, x2/3/4 super-resolution (after bicubic) and JPEG deblocking, as DnCNN3.mat")
 def dncnn3_folded(channels: int = 1) -> DnCNN:
     return DnCNN(channels, depth=20, batch_norm=False, bias=True)

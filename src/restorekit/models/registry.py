@@ -25,7 +25,9 @@ class ModelInfo:
     ``protocol`` names the paper's metric convention (a key of ``restorekit.metrics.PROTOCOLS``), the
     default of ``restorekit eval``; empty: the task's usual one. ``tiling`` is the default tiled-inference
     protocol (``"chop"``: the reference's ``forward_chop``, see :mod:`restorekit.inference.chop`); empty:
-    blended tiles.
+    blended tiles. ``task_inputs`` marks a multi-task model that is one network for all its tasks (its
+    ``forward`` takes no task): per task, how the inference path prepares the input first, ``""`` (as
+    is) or ``"bicubic-up-N"`` (MATLAB-bicubic ×N, for pre-upsampling SR networks such as DnCNN-3).
     """
 
     name: str
@@ -43,6 +45,7 @@ class ModelInfo:
     fixed_size: bool = False
     protocol: str = ""
     tiling: str = ""
+    task_inputs: dict[str, str] = field(default_factory=dict)
     paper: str = ""
     description: str = ""
     args: dict[str, Any] = field(default_factory=dict)

@@ -12,18 +12,19 @@ from ..io.files import atomic_write_text
 from . import html, markdown
 from .crops import draw_crops
 from .plots import scatter_panels
-from .tables import group_title, protocol_notes
+from .tables import group_title, own_sigma_cells, protocol_notes
 from .training import report_run
 
 __all__ = ["write_report", "report_benchmark_dir", "report_folder"]
 
 
 def _plots(results: BenchmarkResults) -> dict[str, str]:
+    # Each model at the σ it was made for: a σ-specific model far from its σ would squash the others.
     by_params: dict[str, list[tuple[str, float, float]]] = {}
     by_speed: dict[str, list[tuple[str, float, float]]] = {}
     for set_name, sigma in results.groups():
         title = group_title(set_name, sigma)
-        for c in results.cells_of(set_name, sigma):
+        for c in own_sigma_cells(results, results.cells_of(set_name, sigma)):
             by_params.setdefault(title, []).append((c.model, float(results.model(c.model).params), c.mean["psnr"]))
             if c.speed_mp_s:
                 by_speed.setdefault(title, []).append((c.model, c.speed_mp_s, c.mean["psnr"]))

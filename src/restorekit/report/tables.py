@@ -6,24 +6,29 @@ import json
 import math
 from typing import Any
 
-from ..eval.results import BenchmarkResults, Cell
+from ..eval.results import BenchmarkResults, Cell, at_own_sigma, made_for_sigma
 
-__all__ = ["Table", "group_title", "summary_table", "protocol_notes", "per_image_table", "models_table",
-           "skipped_table", "settings_items", "environments"]
+__all__ = ["Table", "group_title", "overview_table", "summary_table", "protocol_notes", "per_image_table",
+           "models_table", "skipped_table", "settings_items", "environments", "own_sigma_cells", "CELLS"]
+
+CELLS = ("all", "matched", "mismatched")
 
 
 class Table:
-    """Display strings by row, with the cells to emphasise (best value of a group)."""
+    """Display strings by row, with the cells to emphasise (best value of a group) and, optionally, a
+    second line for a cell (``sub``: column → text) that the HTML shows small under the value."""
 
     def __init__(self, headers: list[str], numeric: set[int] | None = None) -> None:
         self.headers = headers
         self.rows: list[list[str]] = []
         self.bold: list[set[int]] = []
+        self.sub: list[dict[int, str]] = []
         self.numeric = numeric or set()
 
-    def add(self, row: list[str], bold: set[int] | None = None) -> None:
+    def add(self, row: list[str], bold: set[int] | None = None, sub: dict[int, str] | None = None) -> None:
         self.rows.append(row)
         self.bold.append(bold or set())
+        self.sub.append(sub or {})
 
 
 def fmt_value(value: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -54,16 +59,75 @@ def _mixed_protocols(cells: list[Cell]) -> bool:
     return len({c.protocol for c in cells}) > 1
 
 
-def summary_table(results: BenchmarkResults) -> Table:
+def own_sigma_cells(results: BenchmarkResults, cells: list[Cell] | None = None) -> list[Cell]:
+    """The cells (of ``cells``, default all) at the σ their model was made for (every cell of a blind model)."""
+    return [c for c in (results.cells if cells is None else cells) if at_own_sigma(results.model(c.model), c.sigma)]
+
+
+def _made_for(results: BenchmarkResults, model: str) -> str:
+    own = made_for_sigma(results.model(model))
+    return "blind (any σ)" if own is None else f"σ={own:g}"
+
+
+def overview_table(results: BenchmarkResults) -> Table:
+    """The first thing to read: one row per model, one column per set (and σ) with the model's mean
+    PSNR there and, under it (``sub``), its difference to the published value. A σ-specific model
+    appears only at its σ; blind models at every σ. The best of each column (among models measured
+    alike) is marked."""
+    gaussian = any(sigma is not None for _, sigma in results.groups())
+    matched = own_sigma_cells(results)
+    groups = [g for g in results.groups() if any((c.set, c.sigma) == g for c in matched)]
+    head = ["model"] + (["made for"] if gaussian else []) + [group_title(*g) for g in groups] + ["params"]
+    first = 2 if gaussian else 1
+    t = Table(head, numeric=set(range(first, len(head))))
+    by_key = {(c.model, c.set, c.sigma): c for c in matched}
+    best: dict[tuple[str, float | None, str], float] = {}
+    size: dict[tuple[str, float | None, str], int] = {}
+    for c in matched:
+        g = (c.set, c.sigma, c.protocol)
+        best[g] = max(best.get(g, -math.inf), c.mean["psnr"])
+        size[g] = size.get(g, 0) + 1
+    shown = [m for m in results.models if any(c.model == m.label for c in results.cells)]
+    for m in shown:
+        row = [m.label] + ([_made_for(results, m.label)] if gaussian else [])
+        bold: set[int] = set()
+        sub: dict[int, str] = {}
+        for i, (set_name, sigma) in enumerate(groups):
+            c = by_key.get((m.label, set_name, sigma))
+            if c is None:
+                row.append("—")
+                continue
+            pub = results.reference(c)
+            notes = [f"Δ {fmt_value(c.mean['psnr'] - pub.psnr, 2, True)}"] if pub is not None else []
+            if _mixed_protocols(results.cells_of(set_name, sigma)):
+                notes.append(c.protocol)
+            if notes:
+                sub[first + i] = " · ".join(notes)
+            g = (c.set, c.sigma, c.protocol)
+            if size[g] > 1 and c.mean["psnr"] == best[g]:
+                bold.add(first + i)
+            row.append(fmt_value(c.mean["psnr"], 3))
+        row.append(fmt_params(m.params))
+        t.add(row, bold, sub)
+    return t
+
+
+def summary_table(results: BenchmarkResults, cells: str = "all") -> Table:
     """Mean PSNR/SSIM per model × set × σ, beside the published and independently re-measured values.
     When the models were measured with different protocols, a protocol column shows which, and the best
-    value is marked only among rows measured alike."""
+    value is marked only among rows measured alike. ``cells``: "all", "matched" (each model at the σ it
+    was made for) or "mismatched" (σ-specific models at other σ)."""
+    if cells not in CELLS:
+        raise ValueError(f"cells must be one of {', '.join(CELLS)}, not {cells!r}")
     mixed = _mixed_protocols(results.cells)
     head = ["model", "set", "σ"] + (["protocol"] if mixed else []) + [
         "PSNR", "SSIM", "published", "Δ", "re-measured", "Δ", "input PSNR", "params", "MP/s", "device"]
     shift = 1 if mixed else 0
     t = Table(head, numeric={2} | {i + shift for i in range(3, 12)})
     rows = results.rows()
+    if cells != "all":
+        want = cells == "matched"
+        rows = [r for r in rows if at_own_sigma(results.model(r["model"]), r["sigma"]) == want]
     best: dict[tuple[str, Any, str], float] = {}
     size: dict[tuple[str, Any, str], int] = {}
     for r in rows:
