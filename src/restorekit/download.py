@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import RestoreKitError
+from .io.files import sha256_file
 from .weights_catalog import RELEASES, Release
 
 HOME_ENV = "RESTOREKIT_HOME"
@@ -104,14 +105,6 @@ def download(name: str, *, home: str | Path | None = None, force: bool = False, 
     if force or not (original.is_file() and sha256_file(original) == release.sha256):
         fetch(release, original, url=download_url(release, base_url), progress=progress, timeout=timeout)
     return _convert(release, original, dst)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(release: Release, dest: Path, *, url: str, progress: bool = True, timeout: float = TIMEOUT_S) -> Path:

@@ -33,6 +33,22 @@ def default_for_channels(channels: int) -> str:
     return "default-gray" if channels == 1 else "default-color"
 
 
+def weights_file(weights: str | Path) -> Path:
+    """The file ``weights`` names: a built-in name's shipped file, a path, or an official release's
+    downloaded conversion (a release not downloaded yet raises, saying how to get it)."""
+    if str(weights) in BUILTIN:
+        return builtin_path(str(weights))
+    path = Path(weights)
+    if path.is_file():
+        return path
+    from .download import cached_weights
+
+    cached = cached_weights(str(weights))
+    if cached is None:
+        raise RestoreKitError(f"{path}: no such weights file (nor a built-in name)")
+    return cached
+
+
 def load_weights(weights: str | Path, model: str | None = None) -> nn.Module:
     """A model with weights from a restorekit checkpoint, an official checkpoint (converted in memory)
     or a built-in name. ``model`` names the architecture where the file does not say it."""
@@ -40,16 +56,7 @@ def load_weights(weights: str | Path, model: str | None = None) -> nn.Module:
     from .convert import convert_file
     from .models import create_model
 
-    if str(weights) in BUILTIN:
-        weights = builtin_path(str(weights))
-    path = Path(weights)
-    if not path.is_file():
-        from .download import cached_weights
-
-        cached = cached_weights(str(weights))  # an official release's name: its downloaded conversion
-        if cached is None:
-            raise RestoreKitError(f"{path}: no such weights file")
-        path = cached
+    path = weights_file(weights)
     if path.suffix == ".safetensors":
         net = load(path)
         if model is not None and net.info.name != model:

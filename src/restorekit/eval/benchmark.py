@@ -70,33 +70,17 @@ def _default_labels(specs: list[str]) -> list[str]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _weights_path(spec: str) -> Path:
-    from ..pretrained import BUILTIN, builtin_path
-
-    path = builtin_path(spec) if spec in BUILTIN else Path(spec)
-    if not path.is_file():
-        raise RestoreKitError(f"{spec}: no such weights file (nor a built-in name)")
-    return path
-
-
 def _describe_model(label: str, spec: str) -> tuple[ModelEntry, nn.Module]:
     from ..models.registry import count_parameters
-    from ..pretrained import load_weights
+    from ..io.files import sha256_file
+    from ..pretrained import load_weights, weights_file
 
-    path = _weights_path(spec)
+    path = weights_file(spec)
     model = load_weights(path)
     info = model.info
     meta = getattr(model, "checkpoint_meta", None) or {}
     source = meta.get("source", {}).get("file", "") if isinstance(meta.get("source"), dict) else ""
-    entry = ModelEntry(label=label, spec=spec, path=str(path), sha256=_sha256(path), arch=info.name, task=info.task,
+    entry = ModelEntry(label=label, spec=spec, path=str(path), sha256=sha256_file(path), arch=info.name, task=info.task,
                        channels=info.channels, params=count_parameters(model), source_file=source,
                        protocol=info.protocol)
     return entry, model

@@ -26,7 +26,7 @@ from .prepare import (
     resolved_options,
     uses_channels_last,
 )
-from .restore import match_channels, resolve_overlap, restore_channels, restore_pixels, restore_tensor
+from .restore import resolve_overlap, restore_channels, restore_pixels, restore_tensor
 from .tiling import (
     TilePlan,
     default_tile_batch,
@@ -46,7 +46,7 @@ from .tiling import (
 __all__ = [
     "DEVICES", "PRECISIONS", "BatchInterrupted", "BatchReport", "InferenceOptions", "Job", "ModelSpec",
     "RestoreModule", "TilePlan", "auto_precision", "check_options", "check_tiling", "default_tile_batch",
-    "describe_precision", "dihedral", "dihedral_inverse", "has_foldable_batchnorm", "match_channels",
+    "describe_precision", "dihedral", "dihedral_inverse", "has_foldable_batchnorm",
     "model_metadata", "model_spec", "pad_to_size", "plan_outputs", "plan_tiles", "prepare_model",
     "receptive_radius", "resolve_device", "resolve_overlap", "resolve_precision", "resolved_options",
     "restore_channels", "restore_files", "restore_pixels", "restore_tensor", "round_up", "split_overlap",

@@ -16,7 +16,6 @@ from torch import nn
 from ..errors import RestoreKitError
 from .chop import chop, chop_ensemble
 from .prepare import (
-    COLOR_MODES,
     InferenceOptions,
     ModelSpec,
     check_image,
@@ -163,19 +162,6 @@ def _run_tiles(
     return out.div_(weight)
 
 
-def match_channels(pixels: Any, channels: int, *, allow_gray_to_rgb: bool = True, name: str = "image") -> Any:
-    """Gray images for colour models (replicated); colour images for gray models are an error here
-    (:func:`restore_channels` and :func:`restore_pixels` run gray models on their Y or per channel)."""
-    have = pixels.shape[-1]
-    if have == channels:
-        return pixels
-    if have == 1 and channels == 3 and allow_gray_to_rgb:
-        return pixels.repeat(3, axis=-1)
-    raise RestoreKitError(f"{name} has {have} channel(s) but the model takes {channels}; "
-                          + ("use a colour model, or restore_pixels (color='y' or 'per-channel')" if have == 3
-                             else "use a gray model"))
-
-
 # BT.601 full-range YCbCr as JPEG (JFIF) and PIL define it, chroma centred on 0.5 in [0, 1] units:
 # Cb = (B − Y)/1.772, Cr = (R − Y)/1.402, and exactly that solved back for R, G, B.
 _YCC = torch.tensor([[0.299, 0.587, 0.114],
@@ -214,8 +200,7 @@ def restore_channels(model: nn.Module, x: torch.Tensor, options: InferenceOption
         return restore_tensor(model, x.expand(-1, 3, -1, -1), options).mean(1, keepdim=True)
     if not (want == 1 and have == 3):
         return restore_tensor(model, x, options)
-    if options.color not in COLOR_MODES:
-        raise RestoreKitError(f"unknown color mode {options.color!r}; valid: {', '.join(COLOR_MODES)}")
+    check_options(options)  # a bad colour mode fails before the conversion
     n, _, h, w = x.shape
     if options.color == "per-channel":
         out = restore_tensor(model, x.reshape(n * 3, 1, h, w), options)
@@ -239,5 +224,5 @@ def restore_pixels(model: nn.Module, pixels: Any, options: InferenceOptions | No
 
     want, have = model_metadata(model).channels, pixels.shape[-1]
     if want and have != want and {have, want} != {1, 3}:
-        match_channels(pixels, want, name=name)  # raises, naming the image
+        raise RestoreKitError(f"{name} has {have} channel(s) but the model takes {want}")
     return tensor_to_image(restore_channels(model, image_to_tensor(pixels), options))
