@@ -190,8 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder, or a named set: Set12, BSD68, CBSD68, Kodak24, McMaster, PolyU, CC15, …; "
                    "a slice of it by name order: 'PolyU[80:]'")
     p.add_argument("--sigma", type=float, help="add Gaussian noise of this level (0-255 scale) to clean images")
+    p.add_argument("--jpeg", type=int, metavar="QUALITY", help="JPEG-compress clean images at this quality (1-100), "
+                   "e.g. --task jpeg --jpeg 10 for DnCNN-3; a super-resolution task (--task sr-x3) downscales clean "
+                   "images with MATLAB's bicubic by its factor, no option needed")
     p.add_argument("--protocol", help="metric convention (default: the model's paper's, else its task's); see restorekit.metrics.PROTOCOLS")
-    p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before measuring")
+    p.add_argument("--crop-border", type=int, help="pixels cropped from each side before measuring (default: the "
+                   "scale for super-resolution, else 0)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the noise (per image, from its name)")
     p.add_argument("--repeats", type=int, default=1, help="noise draws per image, metrics averaged")
     p.add_argument("--clip-noise", action="store_true", help="clip the noisy image to [0, 1]")
@@ -401,26 +405,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval.evaluate import EvalSettings, default_protocol, evaluate, format_table
+    from .eval.evaluate import EvalSettings, check_synthesis, default_protocol, evaluate, format_table
     from .io import pixel_limit
     from .pretrained import resolve_model
-    from .inference import check_options, describe_precision, resolve_device, resolved_options
+    from .inference import check_options, describe_precision, model_spec, resolve_device, resolved_options
 
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise RestoreKitError(f"{args.out}: exists; pass --overwrite to replace it")
     if args.out and Path(args.out).suffix.lower() not in (".json", ".csv"):
         raise RestoreKitError(f"{args.out}: results are written as .json or .csv")
     _check_sigma(args.sigma)
+    check_synthesis(args.sigma, args.jpeg, 1)
     max_pixels = _max_pixels(args)
     options = _inference_options(args)
     check_options(options)
     model = resolve_model(args.model, args.weights, channels=None if args.weights or args.model else 1)
     check_options(options, model=model)
+    scale = model_spec(model, args.task).scale
+    check_synthesis(args.sigma, args.jpeg, scale)
     ran = describe_precision(options, resolve_device(options.device))
     options = resolved_options(options)  # results record what ran: "bf16", not "auto"
     settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
-                            clip_noise=args.clip_noise, protocol=args.protocol or default_protocol(model.info),
-                            crop_border=args.crop_border, model=model.info.name, weights=str(args.weights or ""),
+                            clip_noise=args.clip_noise, jpeg=args.jpeg, scale=scale,
+                            protocol=args.protocol or default_protocol(model.info),
+                            crop_border=scale if args.crop_border is None else args.crop_border,
+                            model=model.info.name, weights=str(args.weights or ""),
                             inference={"tile": args.tile, "ensemble": args.ensemble, "precision": options.precision})
     with pixel_limit(max_pixels):
         result = evaluate(model, settings, options)

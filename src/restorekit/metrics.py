@@ -31,6 +31,7 @@ __all__ = [
     "psnr",
     "ssim",
     "ssim_map",
+    "luminance",
     "filter2d",
     "window_1d",
     "gaussian_window",
@@ -342,6 +343,17 @@ def _convert_color(
         # MATLAB's uint8 conversion rounds half away from zero and saturates.
         y = torch.floor(y + 0.5).clamp(0, 255)
     return y, 255.0
+
+
+def luminance(image: Any, color: str = "y") -> torch.Tensor:
+    """The one-channel image that a ``color`` option measures, in the image's own [0, 1] units: ``"y"`` is
+    MATLAB's rgb2ycbcr Y (BT.601 studio range, 16/255 .. 235/255), ``"gray"`` / ``"y-full"``
+    0.299 R + 0.587 G + 0.114 B, ``"y-edsr"`` EDSR's Y. A gray image is returned as is."""
+    if color not in ("y", "gray", "y-full", "y-edsr"):
+        raise RestoreKitError(f"luminance: color must be 'y', 'gray', 'y-full' or 'y-edsr', got {color!r}")
+    t = _as_tensor(image, "image")
+    y, scale = _convert_color(t.double() if t.dtype == torch.float64 else t.float(), color, "rgb", 1.0)
+    return y / scale if scale != 1.0 else y
 
 
 def _crop(t: torch.Tensor, border: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Evaluation over folders of images with a paper's protocol: synthetic noise on clean sets, or
-paired (degraded, ground-truth) sets, per-image and mean PSNR/SSIM, written as JSON or CSV."""
+"""Evaluation over folders of images with a paper's protocol: clean sets degraded on the fly (Gaussian
+noise, JPEG, bicubic downscaling for super-resolution) or paired (degraded, ground-truth) sets,
+per-image and mean PSNR/SSIM, written as JSON or CSV."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class EvalSettings:
     seed: int = 0
     repeats: int = 1
     clip_noise: bool = False
+    jpeg: int | None = None  # JPEG-compress clean images at this quality (1-100)
+    scale: int = 1  # super-resolution: clean images are bicubic-downscaled by this (the model's task's)
     protocol: str = "dncnn"
     crop_border: int = 0
     model: str = ""
@@ -70,22 +73,77 @@ def default_protocol(info: Any) -> str:
     return info.protocol or _TASK_PROTOCOLS.get(info.task, "dncnn")
 
 
-def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int = 0,
-              clip_noise: bool = False) -> tuple[Any, Any]:
-    """(degraded, clean) tensors of one sample: its degraded file, or noise seeded by its name."""
+def check_synthesis(sigma: float | None, jpeg: int | None, scale: int) -> None:
+    """One degradation of clean images at a time: Gaussian noise, JPEG, or SR's bicubic downscaling."""
+    if jpeg is not None and (isinstance(jpeg, bool) or not isinstance(jpeg, int) or not 1 <= jpeg <= 100):
+        raise RestoreKitError(f"JPEG quality must be an integer in 1..100, got {jpeg!r}")
+    chosen = [what for what, on in (("noise (sigma)", sigma is not None), ("JPEG", jpeg is not None),
+                                    (f"x{scale} downscaling (the model's task)", scale > 1)) if on]
+    if len(chosen) > 1:
+        raise RestoreKitError(f"one degradation of the clean images at a time, not {' and '.join(chosen)}")
+
+
+def _studio_y(rgb: Any) -> Any:
+    """MATLAB's rgb2ycbcr luminance in [0, 1] units (16/255 .. 235/255): the channel that the DnCNN-3 and
+    classic super-resolution evaluations feed a gray model with."""
+    from ..metrics import luminance
+
+    return luminance(rgb, "y")
+
+
+def _as_8bit(x: Any) -> Any:
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int = 0, clip_noise: bool = False,
+              jpeg: int | None = None, scale: int = 1) -> tuple[Any, Any]:
+    """(degraded, clean) tensors of one sample: its degraded file, or the clean image degraded here.
+
+    Noise is seeded by the image's name. ``jpeg``: the 8-bit image encoded and decoded at that quality.
+    ``scale`` > 1: the clean image is cropped to a multiple of ``scale`` (modcrop) and the input is its
+    MATLAB-bicubic downscale rounded to 8 bits, as a saved low-resolution file. With JPEG or SR, a gray
+    model on a colour image sees MATLAB's rgb2ycbcr luminance, as Demo_test_DnCNN3.m does (in RGB first
+    for SR, so the low-resolution pixels are rounded as RGB)."""
+    from ..degradations.jpeg import jpeg_compress
     from ..degradations.noise import add_named_gaussian_noise
+    from ..degradations.sr import bicubic_downsample
     from ..io import image_to_tensor, read_image
 
-    clean = image_to_tensor(read_image(sample.target, channels=channels).pixels)
+    check_synthesis(sigma, jpeg, scale)
+    luma = channels == 1 and (jpeg is not None or scale > 1)
+    clean = image_to_tensor(read_image(sample.target, channels=None if luma else channels).pixels)
+    to_model = _studio_y if luma and clean.shape[1] == 3 else (lambda t: t)
+    if luma and clean.shape[1] not in (1, 3):
+        raise RestoreKitError(f"{sample.target}: {clean.shape[1]} channels; a gray model takes gray or RGB images")
+    if scale > 1:
+        h, w = clean.shape[-2:]
+        clean = clean[..., : h - h % scale, : w - w % scale]
+        if clean.shape[-1] == 0 or clean.shape[-2] == 0:
+            raise RestoreKitError(f"{sample.target}: {h}×{w} is smaller than the scale x{scale}")
     if sample.degraded is not None:
-        degraded = image_to_tensor(read_image(sample.degraded, channels=channels).pixels)
-        if degraded.shape != clean.shape:
-            raise RestoreKitError(f"{sample.degraded}: size {tuple(degraded.shape[-2:])} differs from its target "
-                                  f"{tuple(clean.shape[-2:])}")
-        return degraded, clean
+        degraded = image_to_tensor(read_image(sample.degraded, channels=None if luma else channels).pixels)
+        want = tuple(n // scale for n in clean.shape[-2:])
+        if tuple(degraded.shape[-2:]) != want:
+            raise RestoreKitError(f"{sample.degraded}: size {tuple(degraded.shape[-2:])} differs from its target's "
+                                  f"{tuple(clean.shape[-2:])}" + (f" / {scale} = {want}" if scale > 1 else ""))
+        return to_model(degraded), to_model(clean)
+    if scale > 1:
+        return to_model(_as_8bit(bicubic_downsample(clean, scale))), to_model(clean)
+    if jpeg is not None:
+        clean = _as_8bit(to_model(clean))  # the 8-bit image that is saved as JPEG is the reference
+        return jpeg_compress(clean, jpeg), clean
     if sigma is None:
-        raise RestoreKitError(f"{sample.target}: a clean image needs a noise level (--sigma)")
+        raise RestoreKitError(f"{sample.target}: a clean image needs a degradation (a noise level, --sigma)")
     return add_named_gaussian_noise(clean, sigma, sample.name, seed=seed, clip=clip_noise), clean
+
+
+def baseline(degraded: Any, scale: int) -> Any:
+    """What a restored image is compared against: the input itself, or its bicubic upscale for SR."""
+    if scale == 1:
+        return degraded.clamp(0, 1)
+    from ..degradations.sr import bicubic_upsample
+
+    return bicubic_upsample(degraded, scale).clamp(0, 1)
 
 
 def measure(image: Any, clean: Any, **metric_options: Any) -> tuple[float, float]:
@@ -114,10 +172,13 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
     from ..inference import InferenceOptions
 
     options = options or InferenceOptions()
-    folder, samples = dataset_samples(settings.data, paired=False if settings.sigma is not None else None)
-    if settings.sigma is None and any(s.degraded is None for s in samples):
-        raise RestoreKitError(f"{folder}: clean images only", hint="give sigma= to add Gaussian noise, or a paired set",
-                              cli_hint="pass --sigma to add Gaussian noise, or give a paired set")
+    check_synthesis(settings.sigma, settings.jpeg, settings.scale)
+    synthetic = settings.sigma is not None or settings.jpeg is not None
+    folder, samples = dataset_samples(settings.data, paired=False if synthetic else None)
+    if not synthetic and settings.scale == 1 and any(s.degraded is None for s in samples):
+        raise RestoreKitError(f"{folder}: clean images only", hint="give sigma= (Gaussian noise) or jpeg= (quality), "
+                              "or a paired set", cli_hint="pass --sigma (Gaussian noise) or --jpeg QUALITY, or give a "
+                              "paired set")
     if settings.repeats < 1:
         raise RestoreKitError("--repeats must be >= 1")
     channels = model.info.channels
@@ -127,12 +188,12 @@ def iter_evaluation(model: nn.Module, settings: EvalSettings, options: Any = Non
     bar = tqdm(samples, desc=f"eval {folder.name}", unit="img", disable=not progress, leave=False)
     for sample in bar:
         totals = {"psnr": 0.0, "ssim": 0.0, "input_psnr": 0.0, "input_ssim": 0.0}
-        repeats = settings.repeats if sample.degraded is None else 1
+        repeats = settings.repeats if sample.degraded is None and settings.sigma is not None else 1
         for r in range(repeats):
             degraded, clean = load_pair(sample, channels, sigma=settings.sigma, seed=settings.seed + r,
-                                        clip_noise=settings.clip_noise)
+                                        clip_noise=settings.clip_noise, jpeg=settings.jpeg, scale=settings.scale)
             restored = restore_and_measure(model, degraded, clean, options, **kw)
-            unrestored = measure(degraded.clamp(0, 1), clean, **kw)
+            unrestored = measure(baseline(degraded, settings.scale), clean, **kw)
             for key, value in zip(("psnr", "ssim", "input_psnr", "input_ssim"), (*restored, *unrestored)):
                 totals[key] += value
         row = {"name": sample.name, **{k: v / repeats for k, v in totals.items()}}
@@ -148,7 +209,7 @@ def evaluate(model: nn.Module, settings: EvalSettings, options: Any = None, *, p
 
 
 def format_table(result: EvalResult) -> str:
-    lines = [f"{'image':<24} {'PSNR':>8} {'SSIM':>7}   {'input PSNR':>10}"]
+    lines = [f"{'image':<24} {'PSNR':>8} {'SSIM':>7}   {'input PSNR' if result.settings.scale == 1 else 'bicubic':>10}"]
     for r in result.images:
         lines.append(f"{r['name'][:24]:<24} {r['psnr']:8.3f} {r['ssim']:7.4f}   {r['input_psnr']:10.3f}")
     m = result.mean
