@@ -227,12 +227,20 @@ def test_restore_says_sigma_is_ignored(capsys, tmp_path, images, weights):
 
 
 def test_unknown_task_and_misspelt_command_name_the_valid_ones(capsys):
-    code, out, err = run(capsys, "models", "--task", "jpeg")
-    assert code == 2 and not out and "no model for task 'jpeg'" in err and "denoise" in err and len(err.splitlines()) == 1
+    code, out, err = run(capsys, "models", "--task", "deblock")
+    assert code == 2 and not out and "no model for task 'deblock'" in err and "jpeg" in err and len(err.splitlines()) == 1
     code, _, err = run(capsys, "models", "--task", "denoize")
     assert code == 2 and "did you mean 'denoise'?" in err
     code, _, err = run(capsys, "restor", "x.png")
     assert code == 2 and "did you mean 'restore'?" in err and len(err.splitlines()) == 1
+
+
+def test_models_by_task_include_multi_task_models(capsys):
+    code, out, _ = run(capsys, "models", "--task", "jpeg")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[1:] if line.strip()][0] == "dncnn3-folded"
+    code, out, _ = run(capsys, "models", "--task", "sr")
+    names = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    assert {"dncnn3-folded", "ipt-sr-x2", "ipt-pretrain"} <= names and "dncnn-b" not in names
 
 
 def test_models_json_into_a_closed_pipe_ends_quietly():

@@ -45,8 +45,11 @@ def test_unknown_argument_lists_valid_ones():
 
 def test_list_models_filters():
     assert "dncnn-b" in rk.list_models("dncnn*")
-    assert all(model_info(n).task == "derain" for n in rk.list_models(task="derain"))
-    assert rk.list_models(task="derain")
+    derain = rk.list_models(task="derain")
+    assert {"durn-s", "mprnet-derain", "ipt-derain"} <= set(derain)
+    # a multi-task model is listed for each of its tasks: IPT's pre-trained model derains too
+    assert all(model_info(n).task == "derain" or "derain" in model_info(n).tasks for n in derain)
+    assert "ipt-pretrain" in derain and "dncnn-b" not in derain
 
 
 def test_dncnn_predicts_noise():

@@ -292,7 +292,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.task is not None and not list_models(task=args.task):
         from .registry import did_you_mean
 
-        tasks = sorted({model_info(n).task for n in list_models()})
+        from .models.registry import all_tasks
+
+        tasks = all_tasks()
         raise RestoreKitError(f"no model for task {args.task!r}{did_you_mean(args.task, tasks, n=1)} "
                               f"(tasks: {', '.join(tasks)})")
     rows = []

@@ -86,12 +86,24 @@ def _entry(name: str) -> _Entry:
     return MODELS.get(name)
 
 
+def serves(info: ModelInfo, task: str) -> bool:
+    """Whether a model does ``task``: its main task or one of a multi-task model's (``sr`` covers
+    ``sr-x2`` …, so DnCNN-3 and IPT's pre-trained model are super-resolution models too)."""
+    return any(t == task or t.startswith(task + "-") for t in (info.task, *info.tasks))
+
+
+def all_tasks() -> list[str]:
+    """Every task some registered model does, sorted (multi-task models' tasks included)."""
+    return sorted({t for e in MODELS.values() for t in (e.info.task, *e.info.tasks) if t})
+
+
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
-    """Names of the registered variants, sorted, filtered by a shell pattern and/or task."""
+    """Names of the registered variants, sorted, filtered by a shell pattern and/or a task they do
+    (see :func:`serves`)."""
     import fnmatch
 
     return sorted(
-        n for n, e in MODELS.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.info.task == task)
+        n for n, e in MODELS.items() if fnmatch.fnmatch(n, pattern) and (task is None or serves(e.info, task))
     )
 
 
