@@ -12,7 +12,7 @@ from PIL import Image
 
 from restorekit.errors import RestoreKitError
 from restorekit.models import list_models
-from restorekit.recipes import find_recipe, list_recipes, load_recipe
+from restorekit.recipes import CPU_SUFFIX, find_recipe, list_recipes, load_recipe
 from restorekit.train.config import build_config, resolve_paths
 from restorekit.train.distributed import DistInfo
 from restorekit.train.loop import Trainer
@@ -97,7 +97,50 @@ def test_recipe_data_sets_are_found_from_any_folder(tmp_path: Path, monkeypatch:
             assert found, f"{name}: data.{split} finds no {'pairs' if ds.kind == 'paired' else 'images'}"
 
 
-@pytest.mark.parametrize("name", list_recipes())
+def test_every_recipe_has_a_cpu_sized_variant() -> None:
+    names = list_recipes()
+    papers = [n for n in names if not n.endswith(CPU_SUFFIX)]
+    assert [n + CPU_SUFFIX for n in papers] == [n for n in names if n.endswith(CPU_SUFFIX)]
+    for name in papers:
+        full, cpu = build_config(load_recipe(name)), build_config(load_recipe(name + CPU_SUFFIX))
+        assert cpu.name == name + CPU_SUFFIX and full.name == name
+        assert (cpu.model.name, cpu.loss, cpu.data.train.root) == (full.model.name, full.loss, full.data.train.root)
+        assert cpu.train.steps is not None and cpu.train.epochs is None, name
+        assert cpu.train.precision == "bf16" and cpu.train.channels_last, name
+        assert cpu.schedule.unit == "step" or cpu.schedule.name == "constant", name
+        full_steps = full.train.steps or full.train.epochs * 100  # an epoch is at least 100 steps in these recipes
+        assert cpu.train.steps < full_steps and cpu.train.checkpoint_every <= cpu.train.steps, name
+        assert cpu.train.batch_size <= full.train.batch_size, name
+
+
+def test_cpu_variants_inherit_and_refine_their_bases() -> None:
+    s15, s25, b = (build_config(load_recipe(n)) for n in ("dncnn-s-15-cpu", "dncnn-s-25-cpu", "dncnn-b-cpu"))
+    assert s15.data.train.degradation.params["sigma"] == 15 and s15.train.steps == s25.train.steps == 3000
+    assert s25.schedule.milestones == [2000] and s25.train.batch_size == 64
+    assert b.data.train.patch.size == 50 and b.train.steps == 2000 and b.schedule.milestones == [1400]
+    stage2 = build_config(load_recipe("durn-s-p-raindrop-stage2-cpu"))
+    assert stage2.model.init_from == "runs/durn-s-p-raindrop-cpu" and stage2.train.batch_size == 4
+
+
+def test_configs_may_start_from_a_recipe_or_its_cpu_variant(tmp_path: Path) -> None:
+    for base, steps in (("dncnn-s-25", None), ("dncnn-s-25-cpu", 3000)):
+        path = tmp_path / f"{base}.yaml"
+        path.write_text(f"base: {base}\ntrain: {{batch_size: 8}}\n")
+        cfg = build_config(path)  # the inherited cpu: section is not an unknown key
+        assert cfg.train.batch_size == 8 and cfg.train.steps == steps and cfg.train.epochs == (50 if steps is None else None)
+
+
+def test_a_recipe_without_a_cpu_section_has_no_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import restorekit.recipes as recipes
+
+    (tmp_path / "plain.yaml").write_text("model: {name: dncnn-s}\ntrain: {steps: 5}\n")
+    monkeypatch.setattr(recipes, "RECIPE_DIR", tmp_path)
+    assert recipes.list_recipes() == ["plain"]
+    with pytest.raises(RestoreKitError, match="'plain' has no CPU-sized variant"):
+        recipes.load_recipe("plain-cpu")
+
+
+@pytest.mark.parametrize("name", [n for n in list_recipes() if not n.endswith(CPU_SUFFIX)])
 def test_recipe_runs_one_step(name: str, tmp_path: Path) -> None:
     raw = build_config(load_recipe(name))
     if raw.model.name not in list_models():

@@ -295,7 +295,9 @@ def load_config_data(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     from ..recipes import resolve_bases
 
     if isinstance(source, Mapping):
-        return resolve_bases(dict(source))
+        data = resolve_bases(dict(source))
+        data.pop("cpu", None)
+        return data
     path = Path(source)
     if not path.is_file():
         raise RestoreKitError(f"{path}: no such config file")
@@ -305,7 +307,9 @@ def load_config_data(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         raise RestoreKitError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise RestoreKitError(f"{path}: a config is a mapping of sections")
-    return resolve_bases(data, base_dir=path.parent)
+    data = resolve_bases(data, base_dir=path.parent)
+    data.pop("cpu", None)  # a recipe's CPU variant, inherited through base: (applied by `base: NAME-cpu`)
+    return data
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
