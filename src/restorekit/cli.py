@@ -430,7 +430,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = EvalSettings(data=args.data, sigma=args.sigma, seed=args.seed, repeats=args.repeats,
                             clip_noise=args.clip_noise, jpeg=args.jpeg, scale=scale,
                             protocol=args.protocol or default_protocol(model.info),
-                            crop_border=scale if args.crop_border is None else args.crop_border,
+                            crop_border=(scale if scale > 1 else 0) if args.crop_border is None else args.crop_border,
                             model=model.info.name, weights=str(args.weights or ""),
                             inference={"tile": args.tile, "ensemble": args.ensemble, "precision": options.precision})
     with pixel_limit(max_pixels):
