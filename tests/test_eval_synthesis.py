@@ -125,7 +125,7 @@ def test_released_dncnn3_reproduces_classic5_jpeg_q10(capsys) -> None:
                  "--protocol", "dncnn-matlab", "--device", "cpu"])
     assert code == 0
     psnr, ssim, jpeg = _mean(capsys)
-    assert abs(psnr - 29.40) < 0.02 and abs(ssim - 0.8026) < 0.0005, (psnr, ssim)  # measured 29.404 / 0.8025
+    assert abs(psnr - 29.40) < 0.02 and abs(ssim - 0.8026) < 0.0005, (psnr, ssim)  # measured 29.405 / 0.8026
     assert psnr - jpeg > 1.5
 
 
