@@ -9,6 +9,11 @@ import torch
 from ..errors import RestoreKitError
 
 
+def round_to_8bit(x: torch.Tensor) -> torch.Tensor:
+    """``x`` clipped to [0, 1] and rounded to 8 bits, as a saved PNG or JPEG source would be."""
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
 def seed_for(name: str, seed: int = 0) -> int:
     """A stable 63-bit seed from an image's name and a base seed: the same image always gets the same
     noise, whatever order files are read in (Python's ``hash`` is salted per process, so not that)."""

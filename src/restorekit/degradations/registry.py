@@ -13,7 +13,7 @@ from ..registry import Registry, did_you_mean
 from .blur import _as_batch, _check_generator, _check_range, _uniform, motion_blur, random_gaussian_blur
 from .haze import haze
 from .jpeg import jpeg_compress
-from .noise import add_gaussian_noise
+from .noise import add_gaussian_noise, round_to_8bit
 from .rain import rain_streaks, raindrops
 from .sr import bicubic_downsample
 
@@ -57,7 +57,7 @@ def gaussian_noise(
     out = add_gaussian_noise(x, sigmas, generator=generator, clip=clip)
     if eight_bit > 0:
         pick = (torch.rand(n, generator=generator) < eight_bit).view(-1, *([1] * (x.ndim - 1))).to(out.device)
-        out = torch.where(pick, (out.clamp(0, 1) * 255).round() / 255, out)
+        out = torch.where(pick, round_to_8bit(out), out)
     return out.squeeze(0) if squeeze else out
 
 

@@ -83,18 +83,6 @@ def check_synthesis(sigma: float | None, jpeg: int | None, scale: int) -> None:
         raise RestoreKitError(f"one degradation of the clean images at a time, not {' and '.join(chosen)}")
 
 
-def _studio_y(rgb: Any) -> Any:
-    """MATLAB's rgb2ycbcr luminance in [0, 1] units (16/255 .. 235/255): the channel that the DnCNN-3 and
-    classic super-resolution evaluations feed a gray model with."""
-    from ..metrics import luminance
-
-    return luminance(rgb, "y")
-
-
-def _as_8bit(x: Any) -> Any:
-    return (x.clamp(0, 1) * 255).round() / 255
-
-
 def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int = 0, clip_noise: bool = False,
               jpeg: int | None = None, scale: int = 1) -> tuple[Any, Any]:
     """(degraded, clean) tensors of one sample: its degraded file, or the clean image degraded here.
@@ -105,16 +93,18 @@ def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int =
     model on a colour image sees MATLAB's rgb2ycbcr luminance, as Demo_test_DnCNN3.m does (in RGB first
     for SR, so the low-resolution pixels are rounded as RGB)."""
     from ..degradations.jpeg import jpeg_compress
-    from ..degradations.noise import add_named_gaussian_noise
+    from ..degradations.noise import add_named_gaussian_noise, round_to_8bit
     from ..degradations.sr import bicubic_downsample
     from ..io import image_to_tensor, read_image
+    from ..metrics import luminance
 
     check_synthesis(sigma, jpeg, scale)
     luma = channels == 1 and (jpeg is not None or scale > 1)
     clean = image_to_tensor(read_image(sample.target, channels=None if luma else channels).pixels)
-    to_model = _studio_y if luma and clean.shape[1] == 3 else (lambda t: t)
     if luma and clean.shape[1] not in (1, 3):
         raise RestoreKitError(f"{sample.target}: {clean.shape[1]} channels; a gray model takes gray or RGB images")
+    # MATLAB's rgb2ycbcr Y (16/255 .. 235/255): what DnCNN-3's demo feeds its gray model
+    to_model = (lambda t: luminance(t, "y")) if luma and clean.shape[1] == 3 else (lambda t: t)
     if scale > 1:
         h, w = clean.shape[-2:]
         clean = clean[..., : h - h % scale, : w - w % scale]
@@ -128,9 +118,9 @@ def load_pair(sample: Sample, channels: int, *, sigma: float | None, seed: int =
                                   f"{tuple(clean.shape[-2:])}" + (f" / {scale} = {want}" if scale > 1 else ""))
         return to_model(degraded), to_model(clean)
     if scale > 1:
-        return to_model(_as_8bit(bicubic_downsample(clean, scale))), to_model(clean)
+        return to_model(round_to_8bit(bicubic_downsample(clean, scale))), to_model(clean)
     if jpeg is not None:
-        clean = _as_8bit(to_model(clean))  # the 8-bit image that is saved as JPEG is the reference
+        clean = round_to_8bit(to_model(clean))  # the 8-bit image that is saved as JPEG is the reference
         return jpeg_compress(clean, jpeg), clean
     if sigma is None:
         raise RestoreKitError(f"{sample.target}: a clean image needs a degradation (a noise level, --sigma)")

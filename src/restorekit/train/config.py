@@ -295,19 +295,19 @@ def load_config_data(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     from ..recipes import resolve_bases
 
     if isinstance(source, Mapping):
-        data = resolve_bases(dict(source))
-        data.pop("cpu", None)
-        return data
-    path = Path(source)
-    if not path.is_file():
-        raise RestoreKitError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RestoreKitError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise RestoreKitError(f"{path}: a config is a mapping of sections")
-    data = resolve_bases(data, base_dir=path.parent)
+        data, base_dir = dict(source), None
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise RestoreKitError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RestoreKitError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise RestoreKitError(f"{path}: a config is a mapping of sections")
+        base_dir = path.parent
+    data = resolve_bases(data, base_dir=base_dir)
     data.pop("cpu", None)  # a recipe's CPU variant, inherited through base: (applied by `base: NAME-cpu`)
     return data
 
