@@ -505,3 +505,22 @@ def test_mixed_protocols_are_flagged_and_not_ranked_together(tmp_path) -> None:
     t = summary_table(alike)
     assert "protocol" not in t.headers and t.bold[1] == {t.headers.index("PSNR")}
     assert protocol_notes(alike) == []
+
+
+def test_cell_key_ignores_options_left_at_their_defaults() -> None:
+    from restorekit.eval.benchmark import cell_key
+    from restorekit.eval.results import ModelEntry, SetEntry
+
+    model = ModelEntry(label="m", spec="m.safetensors", path="m.safetensors", sha256="ab" * 32, arch="dncnn-s",
+                       task="denoise", channels=1, params=1)
+    data = SetEntry(name="s", path="s", paired=False, channels=1, images=2, fingerprint="cd" * 32)
+    base = {"seed": 0, "repeats": 1, "clip_noise": False, "crop_border": 0}
+
+    def key(**inference: object) -> str:
+        return cell_key(model, data, 25.0, "dncnn", {**base, "inference": inference})
+
+    # a cell measured before an option existed keeps its key while the option stays at its default
+    assert key(precision="fp32") == key(precision="fp32", color="y", tiling=None) == key()
+    assert key(device="cuda", tile_batch=8) == key()  # where it ran does not change the numbers
+    assert key(precision="bf16") != key() and key(ensemble=True) != key() and key(color="rgb") != key()
+    assert cell_key(model, data, 50.0, "dncnn", {**base, "inference": {}}) != key()

@@ -38,6 +38,16 @@ DEFAULT_SETS = ("Set12", "BSD68", "CBSD68", "Kodak24", "McMaster", "PolyU", "CC1
 DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
 # Options that change where or how fast a model runs, not its numbers: not part of a cell's key.
 _KEY_EXCLUDED_OPTIONS = {"device", "tile_batch", "batch_size", "progress"}
+
+
+def _key_options(inference: dict[str, Any]) -> dict[str, Any]:
+    """The inference options that enter a cell's key: those that differ from their defaults, so that a
+    new option (whose default keeps the old behaviour) leaves the finished cells valid."""
+    from ..inference import InferenceOptions
+
+    defaults = _options_dict(InferenceOptions())
+    return {k: v for k, v in inference.items()
+            if k not in _KEY_EXCLUDED_OPTIONS and (k not in defaults or v != defaults[k])}
 # Tasks whose models take synthetic Gaussian noise on clean sets.
 _SYNTHETIC_TASKS = {"denoise"}
 
@@ -128,7 +138,7 @@ def _options_dict(options: Any) -> dict[str, Any]:
 
 def cell_key(model: ModelEntry, data: SetEntry, sigma: float | None, protocol: str, settings: dict[str, Any]) -> str:
     """Hash of everything that determines a cell's numbers (not labels, paths or the device)."""
-    inference = {k: v for k, v in settings.get("inference", {}).items() if k not in _KEY_EXCLUDED_OPTIONS}
+    inference = _key_options(settings.get("inference", {}))
     ident = {"version": CELL_VERSION, "weights": model.sha256, "data": data.fingerprint, "channels": model.channels,
              "sigma": sigma, "protocol": protocol, "seed": settings["seed"], "repeats": settings["repeats"],
              "clip_noise": settings["clip_noise"], "crop_border": settings["crop_border"], "inference": inference}
