@@ -6,6 +6,9 @@ folder is dropped).
     PYTHONPATH=src python scripts/ship_default.py training-state/default-gray/last.safetensors default-gray
 
 Also used to rewrite the metadata of weights already shipped (same tensors, same file name).
+``--arch NAME`` ships the weights as another registered variant with the same tensors (a run trained as
+``dncnn-unshuffle-color`` with ``channels: 1`` is shipped as ``dncnn-unshuffle-gray-wide``); the weights
+must load strictly into it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from restorekit.checkpoints import read_checkpoint, save_checkpoint
+from restorekit.checkpoints import load_state_dict_strict, read_checkpoint, save_checkpoint
+from restorekit.models import create_model
 from restorekit.pretrained import BUILTIN, WEIGHTS_DIR
 
 
@@ -51,9 +55,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="the run's EMA weights (last.safetensors)")
     parser.add_argument("name", choices=sorted(BUILTIN), help="the built-in default to replace")
+    parser.add_argument("--arch", help="ship as this registered variant (same tensors) instead of the run's")
     args = parser.parse_args()
 
     state, meta = read_checkpoint(args.checkpoint)
+    if args.arch and args.arch != meta["arch"]:
+        load_state_dict_strict(create_model(args.arch), state, source=str(args.checkpoint))
+        meta = {**meta, "arch": args.arch, "args": {}, "trained_as": {"arch": meta["arch"], "args": meta["args"]}}
     stages = training_stages(meta)
     cores = int(meta.get("hardware", {}).get("cpu_count", 1))
     extra = {k: v for k, v in meta.items() if k not in ("format_version", "arch", "args", "aliases")}

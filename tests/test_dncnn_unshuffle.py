@@ -26,7 +26,8 @@ def _depth_to_space(y: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name, channels, depth, features, params",
-                         [("dncnn-unshuffle-gray", 1, 15, 64, 485_504), ("dncnn-unshuffle-color", 3, 12, 96, 852_096)])
+                         [("dncnn-unshuffle-gray", 1, 15, 64, 485_504), ("dncnn-unshuffle-gray-wide", 1, 12, 96, 838_272),
+                          ("dncnn-unshuffle-color", 3, 12, 96, 852_096)])
 def test_layout_and_counts(name: str, channels: int, depth: int, features: int, params: int) -> None:
     model = rk.create_model(name)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -2,6 +2,9 @@
 this machine (and patches seen), with the target model (DnCNN-B / CDnCNN-B, official weights) and
 the previously shipped default measured on the same validation images as lines.
 
+``--compare`` draws other candidates' runs (another architecture, say) on the same axes, against hours
+and against patches seen, so that their learning per CPU-hour and per patch can be read off together.
+
 A run started from an earlier run's weights (``model.init_from``) is drawn after the runs it continues,
 each stage in its own colour, hours and patches counted from the first stage's start.
 
@@ -28,6 +31,8 @@ def main() -> None:
     parser.add_argument("--target", type=Path, required=True, help="official weights of the model to reach")
     parser.add_argument("--previous", type=Path, help="the weights shipped before, for comparison")
     parser.add_argument("--out", type=Path, required=True, help="folder for curves.png and curves.json")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[],
+                        help="other candidates' runs (their last stage), drawn in grey on the same axes")
     args = parser.parse_args()
 
     from restorekit.data import build_val_set
@@ -42,48 +47,74 @@ def main() -> None:
         lines["previous"] = C.evaluate_items(load_weights(args.previous), items, protocol="dncnn")["mean"]["psnr"]
 
     batch = cfg.train.batch_size
-    fig, axes = C.new_figure(7.5, 4.5)
-    ax = axes[0][0]
-    hours, psnrs, steps, rows_out = [], [], [], []
-    hour0 = step0 = 0.0
-    for i, (run, rows) in enumerate(stages):
-        run_batch = build_config(run / "config.yaml").train.batch_size
-        h = [hour0 + float(r["time"]) / 3600 for r in rows if r.get("val_psnr") is not None]
-        p = [float(r["val_psnr"]) for r in rows if r.get("val_psnr") is not None]
-        st = [step0 + int(r["step"]) * run_batch / batch for r in rows if r.get("val_psnr") is not None]
-        lr = next((float(r["lr"]) for r in rows if r.get("lr") is not None), None)
-        label = f"stage {i + 1}: {run.name}" + (f" (lr from {lr:.0e})" if lr else "")
-        ax.plot(h, p, marker=".", label=label)
-        hours += h
+    fig, axes = C.new_figure(12, 4.8, cols=2)
+    by_hours, by_patches = axes[0]
+    rows_out, psnrs = [], []
+    for i, (name, h, n, p, lr) in enumerate(lineage(args.run)):
+        label = f"stage {i + 1}: {name}" + (f" (lr from {lr:.0e})" if lr else "")
+        by_hours.plot(h, p, marker=".", label=label)
+        by_patches.plot(n, p, marker=".", label=label)
         psnrs += p
-        steps += st
-        rows_out += [{"stage": run.name, "step": int(s_), "hours": a, "val_psnr": b} for s_, a, b in zip(st, h, p)]
-        hour0 = hour0 + float(rows[-1]["time"]) / 3600
-        step0 = step0 + int(rows[-1]["step"]) * run_batch / batch
+        rows_out += [{"stage": name, "patches": a, "hours": b, "val_psnr": c} for a, b, c in zip(n, h, p)]
     if not psnrs:
         raise SystemExit(f"{args.run}: no validation rows in metrics.csv yet")
-    ax.set_title(f"{cfg.model.name} (EMA), batch {batch} of {cfg.data.train.patch.size}²", fontsize=9)
-    ax.axhline(lines["target"], color="k", ls="--", label=f"{args.target.stem} (official) {lines['target']:.2f} dB")
-    ax.axhline(lines["target"] - 0.1, color="k", ls=":", lw=0.8, label="target − 0.1 dB")
-    if "previous" in lines:
-        ax.axhline(lines["previous"], color="tab:red", ls="-.", label=f"previous default {lines['previous']:.2f} dB")
-    ax.set_xlabel(f"training wall-clock hours on this machine ({C.environment().get('cpu', 'CPU')}, 2 cores)")
-    ax.set_ylabel(f"validation PSNR (dB), {len(items)} images")
-    ax.set_ylim(max(min(psnrs), lines["target"] - 3), lines["target"] + 0.5)
-    top = ax.secondary_xaxis("top", functions=(lambda h: h, lambda h: h))
-    step_at = {round(h, 6): n for h, n in zip(hours, steps)}
-    top.set_xticks(hours[:: max(1, len(hours) // 5)])
-    top.set_xticklabels([f"{step_at[round(h, 6)] * batch / 1000:.0f}k" for h in hours[:: max(1, len(hours) // 5)]])
-    top.set_xlabel("patches seen")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    compared = {}
+    for other, colour in zip(args.compare, ("0.45", "0.65", "0.8")):
+        stages = lineage(other)
+        arch = build_config(other / "config.yaml").model
+        label = f"{_layout(arch)}: {' + '.join(s[0] for s in stages)}"
+        for ax, k in ((by_hours, 1), (by_patches, 2)):
+            ax.plot(sum((s[k] for s in stages), []), sum((s[3] for s in stages), []), color=colour, ls="--",
+                    marker=".", ms=3, label=label)
+        compared[C.shown(other)] = [{"stage": s[0], "patches": n, "hours": h, "val_psnr": v}
+                                    for s in stages for h, n, v in zip(s[1], s[2], s[3])]
+    fig.suptitle(f"{_layout(cfg.model)} (EMA weights), batch {batch} of {cfg.data.train.patch.size}², "
+                 f"validation: {len(items)} images, σ 25", fontsize=10)
+    for ax in (by_hours, by_patches):
+        ax.axhline(lines["target"], color="k", ls="--", label=f"{args.target.stem} (official) {lines['target']:.2f} dB")
+        ax.axhline(lines["target"] - 0.1, color="k", ls=":", lw=0.8, label="target − 0.1 dB")
+        if "previous" in lines:
+            ax.axhline(lines["previous"], color="tab:red", ls="-.", label=f"previous default {lines['previous']:.2f} dB")
+        ax.set_ylim(max(min(psnrs), lines["target"] - 2), lines["target"] + 0.4)
+        ax.set_ylabel("validation PSNR (dB)")
+        ax.grid(alpha=0.3)
+    by_hours.set_xlabel(f"training wall-clock hours ({C.environment().get('cpu', 'CPU')}, 2 cores)")
+    by_patches.set_xlabel("patches seen (millions)")
+    by_patches.legend(loc="lower right", fontsize=7)
     args.out.mkdir(parents=True, exist_ok=True)
     C.save_figure(fig, args.out / "curves.png")
-    data = {"run": C.shown(args.run), "stages": [C.shown(r) for r, _ in stages], "lines": lines, "batch": batch,
-            "rows": rows_out}
+    data = {"run": C.shown(args.run), "stages": [C.shown(r) for r, _ in run_chain(args.run)], "lines": lines,
+            "batch": batch, "rows": rows_out, "compared": compared}
     (args.out / "curves.json").write_text(json.dumps(data, indent=1) + "\n")
-    print(f"last: step {data['rows'][-1]['step']}, {hours[-1]:.2f} h, {psnrs[-1]:.3f} dB; "
+    last = rows_out[-1]
+    print(f"last: {last['patches']:.3f} M patches, {last['hours']:.2f} h, {last['val_psnr']:.3f} dB; "
           + ", ".join(f"{k} {v:.3f} dB" for k, v in lines.items()))
+
+
+def _layout(model_cfg) -> str:  # type: ignore[no-untyped-def]
+    from restorekit.models import create_model
+
+    net = create_model(model_cfg.name, **model_cfg.args)
+    convs = [m for m in net.modules() if type(m).__name__ == "Conv2d"]
+    return f"{model_cfg.name} ({len(convs)} × {convs[0].out_channels}, {model_cfg.args.get('channels', net.info.channels)} ch)"
+
+
+def lineage(run: Path) -> list[tuple[str, list[float], list[float], list[float], float | None]]:
+    """Per stage of ``run``'s chain: (name, hours, millions of patches, validation PSNR, first lr), hours
+    and patches counted from the first stage's start."""
+    from restorekit.train.config import build_config
+
+    out = []
+    hour0 = patches0 = 0.0
+    for stage, rows in run_chain(run):
+        batch = build_config(stage / "config.yaml").train.batch_size
+        val = [r for r in rows if r.get("val_psnr") is not None]
+        lr = next((float(r["lr"]) for r in rows if r.get("lr") is not None), None)
+        out.append((stage.name, [hour0 + float(r["time"]) / 3600 for r in val],
+                    [patches0 + int(r["step"]) * batch / 1e6 for r in val], [float(r["val_psnr"]) for r in val], lr))
+        hour0 += float(rows[-1]["time"]) / 3600
+        patches0 += int(rows[-1]["step"]) * batch / 1e6
+    return out
 
 
 def run_chain(run: Path) -> list[tuple[Path, list[dict]]]:

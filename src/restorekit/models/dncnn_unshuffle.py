@@ -4,7 +4,8 @@ and Flexible Solution for CNN-Based Image Denoising", TIP 2018) without its nois
 Every 2×2 block of pixels becomes 4 channels, a DnCNN body runs on the quarter-size image and the
 residual is shuffled back. Each layer sees a quarter of the positions, so training and inference
 cost about a quarter of a full-resolution DnCNN of the same width, and the receptive field doubles.
-The widths and depths are FFDNet's (gray: 15 layers of 64, colour: 12 of 96). Blind: the network
+The widths and depths are FFDNet's (gray: 15 layers of 64, colour: 12 of 96); ``-gray-wide`` is the
+colour layout on one channel, which learns more per step than 15 × 64 on gray images. Blind: the network
 estimates the noise level itself, as DnCNN-B does, so a user need not know σ.
 """
 
@@ -45,6 +46,13 @@ _PAPER = ("Zhang et al., FFDNet: Toward a Fast and Flexible Solution for CNN-Bas
                 description="blind gray denoiser: DnCNN of 15 layers x 64 on the 2x2-unshuffled image (FFDNet's gray layout)")
 def dncnn_unshuffle_gray(channels: int = 1) -> UnshuffleDnCNN:
     return UnshuffleDnCNN(channels, depth=15, features=64)
+
+
+@register_model("dncnn-unshuffle-gray-wide", family="dncnn-unshuffle", task="denoise", channels=1, params=838_272,
+                size_multiple=2, protocol="dncnn", paper=_PAPER,
+                description="blind gray denoiser: DnCNN of 12 layers x 96 on the 2x2-unshuffled image (FFDNet's colour layout on gray)")
+def dncnn_unshuffle_gray_wide(channels: int = 1) -> UnshuffleDnCNN:
+    return UnshuffleDnCNN(channels, depth=12, features=96)
 
 
 @register_model("dncnn-unshuffle-color", family="dncnn-unshuffle", task="denoise", channels=3, params=852_096,
