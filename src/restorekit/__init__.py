@@ -3,7 +3,7 @@
     import restorekit as rk
     model = rk.create_model("dncnn-b")                 # architecture only
     model = rk.load("runs/dncnn-b/best.safetensors")   # weights: ours, official (.mat/.pth), or "default-gray"
-    model = rk.create_model("dncnn-unshuffle-gray", pretrained=True)  # built-in weights
+    model = rk.create_model("dncnn-unshuffle-gray-wide", pretrained=True)  # built-in weights
     clean = rk.restore(noisy)                          # built-in default denoiser, any size
     rk.psnr(clean, target, protocol="dncnn")
 """
