@@ -1,3 +1,3 @@
 """Imports every model family so that its variants register. Add a family here once."""
 
-from . import dncnn, dncnn_unshuffle, durn, ipt, mprnet, xdncnn  # noqa: F401
+from . import dncnn, dncnn_unshuffle, durn, ipt, mprnet, resunet, xdncnn  # noqa: F401
