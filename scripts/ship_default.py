@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="the run's EMA weights (last.safetensors)")
     parser.add_argument("name", choices=sorted(BUILTIN), help="the built-in default to replace")
     parser.add_argument("--arch", help="ship as this registered variant (same tensors) instead of the run's")
+    parser.add_argument("--half", action="store_true",
+                        help="store the tensors as float16 (half the package size; they load into float32)")
     args = parser.parse_args()
 
     state, meta = read_checkpoint(args.checkpoint)
@@ -74,6 +76,9 @@ def main() -> None:
         cpu_core_hours=round(wall * cores / 3600, 3),
         stages=stages,
     )
+    if args.half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        extra["stored_dtype"] = "float16"
     extra = portable(extra)
     out = save_checkpoint(WEIGHTS_DIR / BUILTIN[args.name], state, arch=meta["arch"], args=meta["args"], metadata=extra)
     print(f"{out.name}: {meta['arch']}, {extra['total_steps']:,} steps in {len(stages)} stage(s), "

@@ -14,8 +14,10 @@ from restorekit.pretrained import builtin_path
 def test_load_takes_a_builtin_name_and_equals_the_shipped_file() -> None:
     model = rk.load("default-gray")
     state, meta = read_checkpoint(builtin_path("default-gray"))
-    assert model.info.name == meta["arch"] == "dncnn-unshuffle-gray-wide" and not model.training
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert model.info.name == meta["arch"] == "resunet-gray" and not model.training
+    # stored as float16 (half the package), loaded into the model's float32
+    assert meta["stored_dtype"] == "float16" and all(v.dtype == torch.float16 for v in state.values())
+    assert all(torch.equal(model.state_dict()[k], v.float()) for k, v in state.items())
 
 
 def test_load_converts_an_official_file(tmp_path) -> None:
@@ -41,4 +43,4 @@ def test_create_model_pretrained_loads_builtin_weights_or_says_where_they_are() 
     assert "no built-in weights" in message and "weights=" in message and "--weights" not in message
     assert "github.com/swz30/MPRNet" in message
     with pytest.raises(RestoreKitError, match="drop channels"):
-        rk.create_model("dncnn-unshuffle-gray-wide", pretrained=True, channels=3)
+        rk.create_model("resunet-gray", pretrained=True, channels=3)

@@ -274,7 +274,7 @@ def test_models_weights_column(capsys):
     out = capsys.readouterr().out
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(("name ", "weights:"))}
-    assert "built-in: default-gray" in rows["dncnn-unshuffle-gray-wide"] and "built-in" not in rows["dncnn-unshuffle-gray"]
+    assert "built-in: default-gray" in rows["resunet-gray"] and "built-in" not in rows["dncnn-unshuffle-gray-wide"]
     assert "download: dncnn-s15-mat +3" in rows["dncnn-s-folded"]
     assert "official: model_deraining.pth (github.com/swz30/MPRNet)" in rows["mprnet-derain"]
     assert "built-in: default-color" in rows["dncnn-unshuffle-color"]
@@ -282,7 +282,7 @@ def test_models_weights_column(capsys):
     code = main(["models", "--json"])
     data = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert data["dncnn-9"]["weights"] == {"summary": "-", "builtin": [], "official": []}
-    assert data["dncnn-unshuffle-gray-wide"]["weights"]["builtin"] == ["default-gray"]
+    assert data["resunet-gray"]["weights"]["builtin"] == ["default-gray"]
     s25 = {r["name"]: r for r in data["dncnn-s-folded"]["weights"]["official"]}["dncnn-s25-mat"]
     assert s25["sha256"] == "5a5404c9e3ef14e353760e14b885439408a654618e14f13b2e97b99b9835020b"
     assert s25["file"] == "sigma=25.mat" and s25["page"] == "https://github.com/cszn/DnCNN/tree/master/model"
@@ -306,7 +306,7 @@ def test_models_name_prints_one_variant(capsys):
     out = capsys.readouterr().out
     assert "5a5404c9e3ef14e353760e14b885439408a654618e14f13b2e97b99b9835020b" in out
     assert "restorekit download dncnn-s25-mat" in out and "restorekit convert dncnn_25.pth dncnn-s25-kair.safetensors" in out
-    code = main(["models", "dncnn-unshuffle-gray-wide"])
+    code = main(["models", "resunet-gray"])
     assert "built-in: default-gray" in capsys.readouterr().out
     code = main(["models", "dncnn-s25-mat", "--json"])
     assert json.loads(capsys.readouterr().out)["official"][0]["source"].startswith("cszn/DnCNN @ e93b278")

@@ -95,8 +95,12 @@ def _layout(model_cfg) -> str:  # type: ignore[no-untyped-def]
     from restorekit.models import create_model
 
     net = create_model(model_cfg.name, **model_cfg.args)
+    channels = model_cfg.args.get('channels', net.info.channels)
+    params = sum(p.numel() for p in net.parameters())
+    if type(net).__name__ != "UnshuffleDnCNN":  # depth x width only describes a plain conv stack
+        return f"{model_cfg.name} ({params / 1e6:.2f} M parameters, {channels} ch)"
     convs = [m for m in net.modules() if type(m).__name__ == "Conv2d"]
-    return f"{model_cfg.name} ({len(convs)} × {convs[0].out_channels}, {model_cfg.args.get('channels', net.info.channels)} ch)"
+    return f"{model_cfg.name} ({len(convs)} × {convs[0].out_channels}, {channels} ch)"
 
 
 def lineage(run: Path) -> list[tuple[str, list[float], list[float], list[float], float | None]]:
