@@ -92,13 +92,13 @@ def main() -> None:
 
 
 def _layout(model_cfg) -> str:  # type: ignore[no-untyped-def]
-    from restorekit.models import create_model
+    from restorekit.models import count_parameters, create_model
+    from restorekit.models.dncnn_unshuffle import UnshuffleDnCNN
 
     net = create_model(model_cfg.name, **model_cfg.args)
     channels = model_cfg.args.get('channels', net.info.channels)
-    params = sum(p.numel() for p in net.parameters())
-    if type(net).__name__ != "UnshuffleDnCNN":  # depth x width only describes a plain conv stack
-        return f"{model_cfg.name} ({params / 1e6:.2f} M parameters, {channels} ch)"
+    if not isinstance(net, UnshuffleDnCNN):  # depth x width only describes a plain conv stack
+        return f"{model_cfg.name} ({count_parameters(net) / 1e6:.2f} M parameters, {channels} ch)"
     convs = [m for m in net.modules() if type(m).__name__ == "Conv2d"]
     return f"{model_cfg.name} ({len(convs)} × {convs[0].out_channels}, {channels} ch)"
 

@@ -40,7 +40,6 @@ class ResUNet(nn.Module):
                  factor: int = 2) -> None:
         super().__init__()
         self.channels, self.factor = channels, factor
-        self.size_multiple = factor * 2 ** (len(widths) - 1)
         cin = channels * factor * factor
         self.head = _conv(cin, widths[0])
         self.down = nn.ModuleList(
