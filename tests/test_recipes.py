@@ -106,7 +106,7 @@ def test_every_recipe_has_a_cpu_sized_variant() -> None:
         assert cpu.name == name + CPU_SUFFIX and full.name == name
         assert (cpu.model.name, cpu.loss, cpu.data.train.root) == (full.model.name, full.loss, full.data.train.root)
         assert cpu.train.steps is not None and cpu.train.epochs is None, name
-        assert cpu.train.precision == "bf16" and cpu.train.channels_last, name
+        assert cpu.train.precision == "auto" and cpu.train.channels_last, name
         assert cpu.schedule.unit == "step" or cpu.schedule.name == "constant", name
         full_steps = full.train.steps or full.train.epochs * 100  # an epoch is at least 100 steps in these recipes
         assert cpu.train.steps < full_steps and cpu.train.checkpoint_every <= cpu.train.steps, name

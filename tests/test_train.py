@@ -285,6 +285,10 @@ def test_misspelt_keys_name_the_nearest_valid_one(tmp_path: Path) -> None:
         build_config(cfg, ["train.precision=bf61"])
     with pytest.raises(RestoreKitError, match="exactly one of"):
         build_config(cfg, ["train.epochs=3"])
+    # a warm-up only warmup-cosine uses is refused elsewhere instead of silently ignored
+    with pytest.raises(RestoreKitError, match="warmup-cosine"):
+        build_config(cfg, ["schedule.name=cosine", "schedule.warmup=200"])
+    assert build_config(cfg, ["schedule.name=warmup-cosine", "schedule.warmup=2"]).schedule.warmup == 2
 
 
 def test_overrides_parse_as_yaml(tmp_path: Path) -> None:
@@ -379,6 +383,17 @@ def test_bf16_channels_last_step_runs(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RestoreKitError, match="fp16 needs a CUDA"):
             train(tiny_config(tmp_path, steps=2, precision="fp16") | {"run_dir": str(tmp_path / "f")})
+
+
+@pytest.mark.parametrize("flags, expected", [(frozenset({"avx2"}), "fp32"), (frozenset({"avx2", "amx_bf16"}), "bf16")])
+def test_auto_precision_trains_in_bf16_only_where_the_cpu_has_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 flags: frozenset, expected: str) -> None:
+    import restorekit.inference.prepare as prepare
+
+    monkeypatch.setattr(prepare, "cpu_flags", lambda: flags)
+    run = train(tiny_config(tmp_path, steps=2, val_every=2, precision="auto", device="cpu")
+                | {"run_dir": str(tmp_path / expected)})
+    assert f"on 1×cpu, {expected} (auto: this CPU has" in (run / "train.log").read_text()
 
 
 def test_missing_data_root_is_a_clear_error(tmp_path: Path) -> None:

@@ -104,14 +104,16 @@ class LoopConfig:
     (steps) adds resumable checkpoints between validations. ``progress``, ``tensorboard`` and
     ``plot`` (``curves.png``) switch those outputs. ``max_minutes`` ends the run early, validated and
     saved as at its last step, once its training time (the step loop's wall clock, summed over
-    resumes) reaches it; the schedule still spans ``steps``/``epochs``.
+    resumes) reaches it; the schedule still spans ``steps``/``epochs``. ``precision: auto`` trains in
+    bf16 where the device computes it natively (AMX / AVX512-BF16 CPUs, Ampere+ GPUs), fp32 elsewhere:
+    emulated bf16 on an AVX2 CPU is an order of magnitude slower than fp32.
     """
 
     steps: int | None = None
     epochs: int | None = None
     max_minutes: float | None = None
     batch_size: int = 16
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     channels_last: bool = False
     compile: bool = False
     ema: float | None = None
@@ -335,6 +337,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     patch = cfg.data.train.patch
     if patch.mode == "grid" and patch.size is None:
         raise RestoreKitError("data.train.patch: grid mode needs a size")
+    if cfg.schedule.warmup and cfg.schedule.name != "warmup-cosine":
+        # A warm-up that a schedule silently ignored once trained runs its recipe claimed had one.
+        raise RestoreKitError(f"schedule.warmup is used by 'warmup-cosine' only, not {cfg.schedule.name!r}; "
+                              "set schedule.name=warmup-cosine or remove warmup")
     if cfg.schedule.name == "step" and not cfg.schedule.step_size:
         raise RestoreKitError("schedule: name 'step' needs step_size")
     if len(cfg.optim.betas) != 2:

@@ -38,7 +38,7 @@ from ..data import (
 )
 from ..errors import RestoreKitError
 from ..eval.env import environment
-from ..inference.prepare import PRECISIONS, from_model_output, to_model_input
+from ..inference.prepare import PRECISIONS, auto_precision, from_model_output, to_model_input
 from ..io.files import atomic_write_text
 from . import distributed
 from .config import TrainConfig
@@ -218,7 +218,9 @@ class Trainer:
 
     def _set_backends(self) -> None:
         t = self.cfg.train
-        if t.precision == "fp16" and self.device.type != "cuda":
+        self.precision, why = auto_precision(self.device) if t.precision == "auto" else (t.precision, "")
+        self.precision_note = f" (auto: {why})" if why else ""
+        if self.precision == "fp16" and self.device.type != "cuda":
             raise RestoreKitError("train.precision=fp16 needs a CUDA device; use bf16 on the CPU")
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -287,8 +289,8 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.schedule = Schedule(self.cfg.schedule, self.total_steps, self.steps_per_epoch, self.cfg.optim.lr)
         self.ema = EMA(self.model, t.ema) if t.ema else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
-        self.autocast_dtype = PRECISIONS[t.precision]
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.autocast_dtype = PRECISIONS[self.precision]
 
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -350,7 +352,7 @@ class Trainer:
         self.logger.message(
             f"{'resuming' if self.step else 'training'} {self.info.name} ({params:,} parameters) in {self.run_dir}: "
             f"{len(self.train_set)} samples, {self.steps_per_epoch} steps/epoch, step {self.step} of {self.total_steps}, "
-            f"batch {t.batch_size} on {self.dist.world_size}×{self.device}, {t.precision}"
+            f"batch {t.batch_size} on {self.dist.world_size}×{self.device}, {self.precision}{self.precision_note}"
         )
 
     def _loader(self) -> Iterable[dict[str, torch.Tensor]]:
@@ -577,7 +579,7 @@ class Trainer:
         from ..inference import InferenceOptions
 
         model = self.ema.module if self.ema is not None else self.model
-        options = InferenceOptions(precision=self.cfg.train.precision, device=str(self.device), fold_bn=False,
+        options = InferenceOptions(precision=self.precision, device=str(self.device), fold_bn=False,
                                    task=self.tasks[0][0])
         return model, options
 
