@@ -327,7 +327,8 @@ def resolve_precision(options: InferenceOptions, device: torch.device) -> tuple[
     """(precision, channels_last) that ``options`` run with on ``device``: "auto" resolved by
     :func:`auto_precision`; bf16 and fp16 run channels_last on cpu and cuda, where the fast kernels for
     them (oneDNN's, cuDNN's) are NHWC: on CPU, bf16 convolutions are ~1.8× faster than in NCHW;
-    ``options.channels_last`` adds it to fp32. Training keeps its own configured precision."""
+    ``options.channels_last`` adds it to fp32. Training resolves its ``precision: auto`` with
+    :func:`auto_precision` too, and keeps its configured layout."""
     precision = options.precision
     if precision == "auto":
         precision = auto_precision(device)[0]

@@ -5,8 +5,9 @@ differs; mappings are merged key by key, everything else (lists included) replac
 
 A recipe's ``cpu:`` section is its CPU-sized variant, ``NAME-cpu``: the same model, data and loss with
 a run that a 2-core CPU finishes in about an hour (fewer steps at a smaller batch, ``precision: auto``
-+ channels_last, a step schedule; the times were measured in bf16 on a CPU with AMX, and an AVX2 CPU
-trains in fp32, roughly 2x slower, instead of in emulated bf16, over 10x slower), merged over the recipe as a ``base`` would be. A recipe inherits its
++ channels_last, a step schedule), merged over the recipe as a ``base`` would be. The times were
+measured in bf16 on a CPU with AMX; an AVX2 CPU trains in fp32 instead, about 2x slower a step
+(resunet-gray: 1.33 against 0.59 s), where emulated bf16 would be ~18x slower. A recipe inherits its
 base's ``cpu:`` section with everything else.
 """
 
