@@ -71,11 +71,51 @@ def test_untrained_tail_passes_the_image_through_and_output_scales_with_input() 
         assert (model(3 * x) - 3 * model(x)).abs().max() < 1e-4
 
 
-def test_odd_sizes_restore_through_the_inference_path() -> None:
+@pytest.mark.parametrize("name, channels", [("resunet-gray", 1), ("resunet-color-opp", 3)])
+def test_odd_sizes_restore_through_the_inference_path(name: str, channels: int) -> None:
     torch.manual_seed(0)
-    model = rk.create_model("resunet-gray").eval()
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
-    image = np.random.default_rng(0).random((61, 77, 1)).astype(np.float32)
+    model = rk.create_model(name).eval()
+    torch.nn.init.normal_(model.get_submodule(model.output_layer).weight, std=0.05)
+    image = np.random.default_rng(0).random((61, 77, channels)).astype(np.float32)
     out = rk.restore(image, model)
     assert out.shape == image.shape and out.dtype == image.dtype
     assert np.abs(out - image).mean() > 1e-3
+
+
+def _opponent_reference(gray, x: np.ndarray) -> np.ndarray:
+    """CBM3D's opponent planes written out by hand (luminance in [0, 1], chroma around 0.5), the gray
+    network run on each alone, and the planes solved back to RGB."""
+    r, g, b = x
+    planes = np.stack([(r + g + b) / 3, (r - b) / np.sqrt(2) + 0.5, (r - 2 * g + b) / np.sqrt(6) + 0.5])
+    with torch.no_grad():
+        out = gray(torch.from_numpy(planes[:, None].astype(np.float32)))[:, 0].double().numpy()
+    y, u, v = out[0] * 3, (out[1] - 0.5) * np.sqrt(2), (out[2] - 0.5) * np.sqrt(6)
+    # r + g + b = y, r - b = u, r - 2g + b = v
+    g_ = (y - v) / 3
+    r_ = (y - g_ + u) / 2
+    return np.stack([r_, g_, y - g_ - r_])
+
+
+def test_opponent_model_counts_and_starts_as_the_gray_network_on_each_opponent_plane() -> None:
+    from restorekit.models.resunet import OpponentColor
+
+    model = rk.create_model("resunet-color-opp")
+    assert count_parameters(model) == _expected_params(1) + 2 * 4 * 64 * 9 == rk.models.model_info("resunet-color-opp").params
+    # the basis keeps i.i.d. noise i.i.d.: luminance's variance scaled by 1/3 with its range, the chroma's kept
+    basis = model.forward_basis.double()
+    assert torch.allclose(basis @ basis.T, torch.diag(torch.tensor([1 / 3, 1.0, 1.0], dtype=torch.float64)), atol=1e-6)
+
+    torch.manual_seed(0)
+    gray = rk.create_model("resunet-gray").eval()
+    torch.nn.init.normal_(gray.tail.weight, std=0.05)
+    color = OpponentColor.from_gray(gray).eval()
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        out = color(x)[0].double().numpy()
+    assert np.abs(out - _opponent_reference(gray, x[0].double().numpy())).max() < 1e-5
+    assert np.abs(out - x[0].numpy()).mean() > 1e-3
+    # once the guide weights learn, each plane's result depends on the others
+    with torch.no_grad():
+        torch.nn.init.normal_(color.net.head.weight[:, 4:], std=0.05)
+        changed = color(x)[0].double().numpy()
+    assert np.abs(changed - out).mean() > 1e-4
