@@ -18,7 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from restorekit.checkpoints import load_state_dict_strict, read_checkpoint, save_checkpoint
+from restorekit.checkpoints import load_state_dict_strict, read_checkpoint, save_checkpoint, training_stages
+from restorekit.errors import RestoreKitError
 from restorekit.models import create_model
 from restorekit.pretrained import BUILTIN, WEIGHTS_DIR
 
@@ -36,21 +37,6 @@ def portable(value: Any) -> Any:
     return value
 
 
-def training_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """Steps, patches and hours of the run that wrote ``meta`` and of every run it continued from
-    (``model.init_from`` checkpoints with restorekit metadata), oldest first."""
-    config = meta.get("config") or {}
-    batch = int(config.get("train", {}).get("batch_size", 0)) * int(meta.get("world_size", 1))
-    stage = {"steps": int(meta.get("step", 0)), "patches": int(meta.get("step", 0)) * batch,
-             "hours": round(float(meta.get("wall_time", 0.0)) / 3600, 3), "lr": config.get("optim", {}).get("lr")}
-    parent = (config.get("model") or {}).get("init_from")
-    if parent and Path(parent).is_file():
-        return [*training_stages(read_checkpoint(parent)[1]), stage]
-    if parent:
-        raise SystemExit(f"{parent}: the checkpoint this run started from is missing; its training cannot be counted")
-    return [stage]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="the run's EMA weights (last.safetensors)")
@@ -64,7 +50,10 @@ def main() -> None:
     if args.arch and args.arch != meta["arch"]:
         load_state_dict_strict(create_model(args.arch), state, source=str(args.checkpoint))
         meta = {**meta, "arch": args.arch, "args": {}, "trained_as": {"arch": meta["arch"], "args": meta["args"]}}
-    stages = training_stages(meta)
+    try:
+        stages = training_stages(meta)
+    except RestoreKitError as exc:
+        raise SystemExit(str(exc)) from None
     cores = int(meta.get("hardware", {}).get("cpu_count", 1))
     extra = {k: v for k, v in meta.items() if k not in ("format_version", "arch", "args", "aliases")}
     wall = sum(st["hours"] for st in stages) * 3600

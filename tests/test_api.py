@@ -32,8 +32,8 @@ def test_load_converts_an_official_file(tmp_path) -> None:
 
 
 def test_create_model_pretrained_loads_builtin_weights_or_says_where_they_are() -> None:
-    plain = rk.create_model("resunet-color")
-    trained = rk.create_model("resunet-color", pretrained=True)
+    plain = rk.create_model("resunet-color-opp")
+    trained = rk.create_model("resunet-color-opp", pretrained=True)
     shipped, _ = read_checkpoint(builtin_path("default-color"))
     assert all(torch.equal(trained.state_dict()[k], v) for k, v in shipped.items())
     assert not all(torch.equal(plain.state_dict()[k], v) for k, v in shipped.items())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import restorekit as rk
-from restorekit.checkpoints import checkpoint_metadata, read_checkpoint, save_checkpoint
+from restorekit.checkpoints import checkpoint_metadata, read_checkpoint, save_checkpoint, training_stages
 from restorekit.io.files import atomic_write
 from restorekit.errors import RestoreKitError
 
@@ -126,3 +126,16 @@ def test_absurd_architecture_arguments_are_refused_before_allocating(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "refused:" in run.stdout and "does not fit dncnn-s" in run.stdout and "shape mismatch" in run.stdout
+
+
+def test_training_stages_count_every_run_a_checkpoint_continued_from(tmp_path) -> None:
+    state = {"w": torch.zeros(2)}
+    first = save_checkpoint(tmp_path / "a.safetensors", state, arch="dncnn-9", metadata={
+        "step": 100, "wall_time": 360.0, "config": {"train": {"batch_size": 16}, "optim": {"lr": 5e-4}}})
+    second = {"step": 40, "wall_time": 720.0, "world_size": 2,
+              "config": {"train": {"batch_size": 8}, "optim": {"lr": 1e-4}, "model": {"init_from": str(first)}}}
+    assert training_stages(second) == [{"steps": 100, "patches": 1600, "hours": 0.1, "lr": 5e-4},
+                                       {"steps": 40, "patches": 640, "hours": 0.2, "lr": 1e-4}]
+    first.unlink()
+    with pytest.raises(RestoreKitError, match="started from is missing"):
+        training_stages(second)

@@ -277,7 +277,7 @@ def test_models_weights_column(capsys):
     assert "built-in: default-gray" in rows["resunet-gray"] and "built-in" not in rows["dncnn-unshuffle-gray-wide"]
     assert "download: dncnn-s15-mat +3" in rows["dncnn-s-folded"]
     assert "official: model_deraining.pth (github.com/swz30/MPRNet)" in rows["mprnet-derain"]
-    assert "built-in: default-color" in rows["resunet-color"] and "built-in" not in rows["dncnn-unshuffle-color"]
+    assert "built-in: default-color" in rows["resunet-color-opp"] and "built-in" not in rows["resunet-color"]
 
     code = main(["models", "--json"])
     data = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

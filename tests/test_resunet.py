@@ -116,6 +116,6 @@ def test_opponent_model_counts_and_starts_as_the_gray_network_on_each_opponent_p
     assert np.abs(out - x[0].numpy()).mean() > 1e-3
     # once the guide weights learn, each plane's result depends on the others
     with torch.no_grad():
-        torch.nn.init.normal_(color.net.head.weight[:, 4:], std=0.05)
+        torch.nn.init.normal_(color.net.guide.weight, std=0.05)
         changed = color(x)[0].double().numpy()
     assert np.abs(changed - out).mean() > 1e-4

@@ -593,3 +593,21 @@ def test_the_run_prints_its_projection_once_and_warns_when_it_takes_days(
     run = train(tiny_config(tmp_path, steps=8, val_every=8) | {"run_dir": str(tmp_path / "fast")})
     log = (run / "train.log").read_text()
     assert "1 s/step here: the 8-step run will take about 8 s" in log and "warning" not in log
+
+
+def test_train_only_learns_the_named_parameters_and_freezes_the_rest(tmp_path: Path) -> None:
+    start = tiny_dncnn()
+    from restorekit.checkpoints import save_checkpoint
+
+    init = save_checkpoint(tmp_path / "init.safetensors", start.state_dict(), arch=TINY)
+    cfg = tiny_config(tmp_path, steps=6, ema=None, val_every=6)
+    cfg["model"] |= {"init_from": str(init), "train_only": r"^body\.8\."}
+    run = train(cfg | {"run_dir": str(tmp_path / "run")})
+    after, _ = read_checkpoint(run / "last.safetensors")
+    changed = {k for k, v in start.state_dict().items() if not torch.equal(v, after[k])}
+    assert changed == {"body.8.weight", "body.8.bias"}
+
+    cfg["model"]["train_only"] = "guide"
+    with pytest.raises(RestoreKitError, match="names none of .*'body.0.weight'"):
+        train(cfg | {"run_dir": str(tmp_path / "none")})
+    assert not (tmp_path / "none").exists()

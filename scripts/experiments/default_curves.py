@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="the training run folder (its last stage)")
     parser.add_argument("--target", type=Path, required=True, help="official weights of the model to reach")
     parser.add_argument("--previous", type=Path, help="the weights shipped before, for comparison")
+    parser.add_argument("--shipped", type=Path,
+                        help="the weights shipped now, where they are not the run's last (the colour default)")
     parser.add_argument("--out", type=Path, required=True, help="folder for curves.png and curves.json")
     parser.add_argument("--compare", type=Path, nargs="*", default=[],
                         help="other candidates' runs (their last stage), drawn in grey on the same axes")
@@ -45,13 +47,18 @@ def main() -> None:
     lines = {"target": C.evaluate_items(load_weights(args.target), items, protocol="dncnn")["mean"]["psnr"]}
     if args.previous:
         lines["previous"] = C.evaluate_items(load_weights(args.previous), items, protocol="dncnn")["mean"]["psnr"]
+    if args.shipped:
+        lines["shipped"] = C.evaluate_items(load_weights(args.shipped), items, protocol="dncnn")["mean"]["psnr"]
 
     batch = cfg.train.batch_size
     fig, axes = C.new_figure(12, 4.8, cols=2)
     by_hours, by_patches = axes[0]
     rows_out, psnrs = [], []
+    prior = _prior_training(stages[0][0])
     for i, (name, h, n, p, lr) in enumerate(lineage(args.run)):
         label = f"stage {i + 1}: {name}" + (f" (lr from {lr:.0e})" if lr else "")
+        if i == 0 and prior[0]:
+            label += f", from weights trained {prior[0]:.1f} h before"
         by_hours.plot(h, p, marker=".", label=label)
         by_patches.plot(n, p, marker=".", label=label)
         psnrs += p
@@ -75,7 +82,10 @@ def main() -> None:
         ax.axhline(lines["target"] - 0.1, color="k", ls=":", lw=0.8, label="target − 0.1 dB")
         if "previous" in lines:
             ax.axhline(lines["previous"], color="tab:red", ls="-.", label=f"previous default {lines['previous']:.2f} dB")
-        ax.set_ylim(max(min(psnrs), lines["target"] - 2), lines["target"] + 0.4)
+        if "shipped" in lines:
+            ax.axhline(lines["shipped"], color="tab:green", ls="-", label=f"shipped default {lines['shipped']:.2f} dB")
+        shown = psnrs + [r["val_psnr"] for rows in compared.values() for r in rows] + list(lines.values())
+        ax.set_ylim(max(min(shown) - 0.05, lines["target"] - 2), lines["target"] + 0.4)
         ax.set_ylabel("validation PSNR (dB)")
         ax.grid(alpha=0.3)
     by_hours.set_xlabel(f"training wall-clock hours ({C.environment().get('cpu', 'CPU')}, 2 cores)")
@@ -109,8 +119,9 @@ def lineage(run: Path) -> list[tuple[str, list[float], list[float], list[float],
     from restorekit.train.config import build_config
 
     out = []
-    hour0 = patches0 = 0.0
-    for stage, rows in run_chain(run):
+    chain = run_chain(run)
+    hour0, patches0 = _prior_training(chain[0][0]) if chain else (0.0, 0.0)
+    for stage, rows in chain:
         batch = build_config(stage / "config.yaml").train.batch_size
         val = [r for r in rows if r.get("val_psnr") is not None]
         lr = next((float(r["lr"]) for r in rows if r.get("lr") is not None), None)
@@ -119,6 +130,20 @@ def lineage(run: Path) -> list[tuple[str, list[float], list[float], list[float],
         hour0 += float(rows[-1]["time"]) / 3600
         patches0 += int(rows[-1]["step"]) * batch / 1e6
     return out
+
+
+def _prior_training(stage: Path) -> tuple[float, float]:
+    """(hours, millions of patches) behind the weights ``stage`` started from when they are not a run
+    drawn here (a converted checkpoint: the colour default starts from the gray default's weights)."""
+    import yaml
+
+    from restorekit.checkpoints import checkpoint_metadata, training_stages
+
+    parent = ((yaml.safe_load((stage / "config.yaml").read_text()) or {}).get("model") or {}).get("init_from")
+    if not parent:
+        return 0.0, 0.0
+    before = training_stages(checkpoint_metadata(parent))
+    return sum(st["hours"] for st in before), sum(st["patches"] for st in before) / 1e6
 
 
 def run_chain(run: Path) -> list[tuple[Path, list[dict]]]:

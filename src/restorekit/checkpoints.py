@@ -176,3 +176,19 @@ def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise RestoreKitError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
     return _parse_metadata(path, header)
+
+
+def training_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Steps, patches and hours of the run that wrote ``meta`` and of every run it continued from
+    (``model.init_from`` checkpoints with restorekit metadata), oldest first. A missing parent raises:
+    the weights' training could not be counted."""
+    config = meta.get("config") or {}
+    batch = int(config.get("train", {}).get("batch_size", 0)) * int(meta.get("world_size", 1))
+    stage = {"steps": int(meta.get("step", 0)), "patches": int(meta.get("step", 0)) * batch,
+             "hours": round(float(meta.get("wall_time", 0.0)) / 3600, 3), "lr": config.get("optim", {}).get("lr")}
+    parent = (config.get("model") or {}).get("init_from")
+    if not parent:
+        return [stage]
+    if not Path(parent).is_file():
+        raise RestoreKitError(f"{parent}: the checkpoint this run started from is missing; its training cannot be counted")
+    return [*training_stages(checkpoint_metadata(parent)), stage]

@@ -47,7 +47,12 @@ class ResUNet(nn.Module):
         super().__init__()
         self.channels, self.factor = channels, factor
         cin = channels * factor * factor
-        self.head = _conv(cin + guides * factor * factor, widths[0])
+        self.head = _conv(cin, widths[0])
+        # The guides' own conv (a head over the concatenation, split in two): zero at the start, so a
+        # guided network begins as the unguided one, and trainable apart from it (model.train_only).
+        self.guide = _conv(guides * factor * factor, widths[0]) if guides else None
+        if self.guide is not None:
+            nn.init.zeros_(self.guide.weight)
         self.down = nn.ModuleList(
             nn.Sequential(*(ResBlock(w) for _ in range(blocks)), nn.Conv2d(w, w_next, 2, stride=2, bias=False))
             for w, w_next in zip(widths, widths[1:]))
@@ -63,8 +68,9 @@ class ResUNet(nn.Module):
         return "tail"
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.pixel_unshuffle(x if guide is None else torch.cat([x, guide], 1), self.factor)
-        h = self.head(h)
+        h = self.head(F.pixel_unshuffle(x, self.factor))
+        if guide is not None and self.guide is not None:
+            h = h + self.guide(F.pixel_unshuffle(guide, self.factor))
         skips = [h]
         for down in self.down:
             h = down(h)
@@ -84,8 +90,6 @@ class OpponentColor(nn.Module):
         super().__init__()
         self.channels = 3
         self.net = ResUNet(1, widths, blocks, factor, guides=2)
-        with torch.no_grad():
-            self.net.head.weight[:, factor * factor:] = 0
         r3, r2, r6 = 3 ** -0.5, 2 ** -0.5, 6 ** -0.5
         basis = torch.tensor([[r3, r3, r3], [r2, 0.0, -r2], [r6, -2 * r6, r6]])
         # Luminance of white is sqrt(3): scaled by 1/sqrt(3) it spans [0, 1] as a gray image, its noise
@@ -101,10 +105,7 @@ class OpponentColor(nn.Module):
         weights copied, the guides' weights zero."""
         widths = (gray.head.out_channels, *(down[-1].out_channels for down in gray.down))
         model = cls(widths, len(gray.body), gray.factor)
-        state = dict(gray.state_dict())
-        head = torch.zeros_like(model.net.head.weight)
-        head[:, : state["head.weight"].shape[1]] = state["head.weight"]
-        state["head.weight"] = head
+        state = {**gray.state_dict(), "guide.weight": torch.zeros_like(model.net.guide.weight)}
         model.net.load_state_dict(state)
         return model
 

@@ -30,12 +30,15 @@ class ModelConfig:
     DuRNs), so that training starts from output = input instead of a random residual. With PyTorch's
     default init DuRN-U starts 11 dB below its input on motion blur and is still 2.8 dB below after
     300 steps. With Adam, pair it with a larger ``optim.eps`` (1e-5) where a ReLU feeds the zeroed
-    layer: Adam's normalised steps otherwise kill that ReLU (DuRN-S-P's ``deconv2``; docs/training.md)."""
+    layer: Adam's normalised steps otherwise kill that ReLU (DuRN-S-P's ``deconv2``; docs/training.md).
+    ``train_only`` is a regular expression: only the parameters whose names it finds learn, the others
+    stay frozen (the colour default trains the guide weights of a gray network, ``net\\.guide``)."""
 
     name: str = "dncnn-s"
     args: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     identity_init: bool = False
+    train_only: str | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import signal
 import threading
 import time
@@ -240,9 +241,23 @@ class Trainer:
             self._init_from(m.init_from)
         if m.identity_init and fresh:
             zero_output_layer(self.model)
+        if m.train_only:
+            self._freeze_all_but(m.train_only)
         self.model.to(self.device)
         if self.cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    def _freeze_all_but(self, pattern: str) -> None:
+        try:
+            wanted = re.compile(pattern)
+        except re.error as exc:
+            raise RestoreKitError(f"model.train_only: {pattern!r} is not a regular expression ({exc})") from None
+        named = list(self.model.named_parameters())
+        for name, p in named:
+            p.requires_grad_(bool(wanted.search(name)))
+        if not any(p.requires_grad for _, p in named):
+            raise RestoreKitError(f"model.train_only: {pattern!r} names none of {self.info.name}'s parameters "
+                                  f"(they are named like {named[0][0]!r})")
 
     def _init_from(self, path_text: str) -> None:
         path = Path(path_text)
