@@ -69,7 +69,9 @@ class ResUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
         h = self.head(F.pixel_unshuffle(x, self.factor))
-        if guide is not None and self.guide is not None:
+        if guide is not None:
+            if self.guide is None:
+                raise ValueError("this ResUNet was built without guides (guides=0)")
             h = h + self.guide(F.pixel_unshuffle(guide, self.factor))
         skips = [h]
         for down in self.down:

@@ -32,7 +32,7 @@ class ModelConfig:
     300 steps. With Adam, pair it with a larger ``optim.eps`` (1e-5) where a ReLU feeds the zeroed
     layer: Adam's normalised steps otherwise kill that ReLU (DuRN-S-P's ``deconv2``; docs/training.md).
     ``train_only`` is a regular expression: only the parameters whose names it finds learn, the others
-    stay frozen (the colour default trains the guide weights of a gray network, ``net\\.guide``)."""
+    stay frozen (``net\\.guide``: only ``resunet-color-opp``'s guide weights over a trained gray network)."""
 
     name: str = "dncnn-s"
     args: dict[str, Any] = field(default_factory=dict)
