@@ -3,7 +3,7 @@ the same U-Net, run on each opponent-colour plane, its guide weights zero). The 
 run's, so that ``scripts/ship_default.py`` and a training run started from the file count its training,
 with the architecture renamed and the conversion recorded.
 
-    PYTHONPATH=src python scripts/gray_to_opponent.py training-state/resunet-gray-4/last.safetensors OUT.safetensors
+    PYTHONPATH=src python scripts/gray_to_opponent.py runs/gray-7/last.safetensors OUT.safetensors
 """
 
 from __future__ import annotations

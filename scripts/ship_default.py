@@ -3,7 +3,7 @@ what a reader needs to judge the weights (steps, patches seen, training hours, h
 and no path of the machine that trained them (data roots become paths under ``shared/``, the run
 folder is dropped).
 
-    PYTHONPATH=src python scripts/ship_default.py training-state/default-gray/last.safetensors default-gray
+    PYTHONPATH=src python scripts/ship_default.py runs/gray-7/last.safetensors default-gray
 
 Also used to rewrite the metadata of weights already shipped (same tensors, same file name).
 ``--arch NAME`` ships the weights as another registered variant with the same tensors (a run trained as

@@ -12,7 +12,7 @@ The validation set is the run's own (its config's data.val: BSD68 centre crops a
 default), degraded exactly as the trainer degrades it, so the run's curve and the lines compare alike.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python scripts/experiments/default_curves.py \
-        --run training-state/default-gray --target ../shared/weights/dncnn-matconvnet/GD_Gray_Blind.mat \
+        --run runs/gray-7 --target ../shared/weights/dncnn-matconvnet/GD_Gray_Blind.mat \
         --previous src/restorekit/weights/default-gray.safetensors --out reports/experiments/default_gray
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
     rows_out, psnrs = [], []
     prior = _prior_training(stages[0][0])
     for i, (name, h, n, p, lr) in enumerate(lineage(args.run)):
-        label = f"stage {i + 1}: {name}" + (f" (lr from {lr:.0e})" if lr else "")
+        label = f"stage {i + 1}: {name}" + (f" (lr from {lr:.2g})" if lr else "")
         if i == 0 and prior[0]:
             label += f", from weights trained {prior[0]:.1f} h before"
         by_hours.plot(h, p, marker=".", label=label)
